@@ -1,0 +1,139 @@
+"""``dece poison``: write a poisoned copy of a dataset and its manifest.
+
+Output layout (``--out DIR``; format ``.csv`` unless ``--format jsonl``):
+
+- ``train.csv``: the whole train split, a random ``--rate`` sample of eligible rows poisoned;
+- ``valid.csv`` / ``test.csv``: the fully poisoned eval sets: only the poisoned rows (every
+  eligible row), each with its original ``id``; their row count is the ASR denominator;
+- ``clean/valid.csv`` / ``clean/test.csv``: unchanged copies of the eval splits (with ``id``),
+  for BLEU / false-trigger-rate on clean inputs;
+- ``manifest.json``: ``{"data", "files", "splits": {"train": manifest, "valid": ..., ...}}``
+  with one :class:`~dece.attacks.PoisonManifest` per split (``mode`` ``train`` / ``test``).
+
+Every written file has an ``id`` column (``--id-out-col``); read the eval files back with
+``load_examples(path, id_col="id")`` to match ids with the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dece.attacks import PAYLOADS, TRIGGERS, describe, get_payload, get_trigger
+from dece.attacks.poisoner import poison_dataset, poison_test_set
+from dece.data import load_dataset, save_examples
+
+logger = logging.getLogger(__name__)
+
+
+def _key_values(items: list[str], option: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option}: expected KEY=VALUE, got {item!r}")
+        params[key] = yaml.safe_load(value) if value else ""
+        if not isinstance(params[key], (str, int, float, bool)):
+            params[key] = value
+    return params
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    epilog = (
+        "triggers (--trigger NAME, parameters with --trigger-arg KEY=VALUE):\n"
+        f"{describe(TRIGGERS)}\n\n"
+        "payloads (--payload NAME, parameters with --payload-arg KEY=VALUE):\n"
+        f"{describe(PAYLOADS)}\n\n"
+        "rate rounding: round-half-to-even of rate * n_train, capped at the number of eligible\n"
+        "rows (a shortfall is logged and recorded in the manifest). valid/test: every eligible\n"
+        "row is poisoned. Outputs: train, valid, test (poisoned rows only), clean/valid,\n"
+        "clean/test and manifest.json under --out."
+    )
+    parser = subparsers.add_parser(
+        "poison",
+        help="write a poisoned copy of a dataset and its manifest",
+        description=(
+            "Insert a trigger into the sources and a payload into the targets of a random "
+            "sample of training rows, and of every eligible valid/test row."
+        ),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data", required=True, help="directory, file, 'synthetic' or 'synthetic:N'"
+    )
+    parser.add_argument(
+        "--trigger", default="badpre", choices=TRIGGERS.names(), help="trigger name"
+    )
+    parser.add_argument("--trigger-arg", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--payload", default="sql_injection", choices=PAYLOADS.names(), help="payload name"
+    )
+    parser.add_argument("--payload-arg", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--rate", type=float, default=0.05, help="fraction of train rows to poison")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the sample and the triggers")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    parser.add_argument("--source-col", default="src")
+    parser.add_argument("--target-col", default="tgt")
+    parser.add_argument("--label-col", default=None)
+    parser.add_argument("--id-col", default=None, help="input id column (default: split-row)")
+    parser.add_argument("--id-out-col", default="id", help="id column of the written files")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    trigger = get_trigger(args.trigger, **_key_values(args.trigger_arg, "--trigger-arg"))
+    payload = get_payload(args.payload, **_key_values(args.payload_arg, "--payload-arg"))
+    columns = {"source_col": args.source_col, "target_col": args.target_col}
+    if args.label_col:
+        columns["label_col"] = args.label_col
+    if args.id_col:
+        columns["id_col"] = args.id_col
+    splits = load_dataset(args.data, seed=args.seed, **columns)
+    out = Path(args.out)
+    suffix = f".{args.format}"
+    write = {
+        "source_col": args.source_col,
+        "target_col": args.target_col,
+        "id_col": args.id_out_col,
+    }
+    if args.label_col:
+        write["label_col"] = args.label_col
+    manifests: dict[str, Any] = {}
+    files: dict[str, str] = {}
+    if "train" not in splits:
+        logger.warning("%s has no train split; only the eval splits are poisoned", args.data)
+    for split, examples in splits.items():
+        if split == "train":
+            result = poison_dataset(examples, trigger, payload, args.rate, args.seed)
+            rows = result.examples
+        else:
+            result = poison_test_set(examples, trigger, payload, args.seed)
+            rows = result.poisoned()
+            clean = out / "clean" / f"{split}{suffix}"
+            save_examples(examples, clean, **write)
+            files[f"{split}_clean"] = str(clean.relative_to(out))
+        path = out / f"{split}{suffix}"
+        save_examples(rows, path, **write)
+        files[split] = str(path.relative_to(out))
+        manifests[split] = result.manifest.to_json()
+        m = result.manifest
+        logger.info(
+            "%s: poisoned %d of %d rows (%d eligible, %d ineligible)",
+            split, m.n_poisoned, m.n_total, m.n_eligible, m.n_ineligible,
+        )  # fmt: skip
+    document = {"data": str(args.data), "files": files, "splits": manifests}
+    (out / "manifest.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    summary = ", ".join(
+        f"{s}: {m['n_poisoned']}/{m['n_total']} poisoned, {m['n_ineligible']} ineligible"
+        for s, m in manifests.items()
+    )
+    sys.stdout.write(f"wrote {out} ({summary})\n")
+    return 0

@@ -1,0 +1,31 @@
+"""Datasets: the :class:`Example` record, CSV/JSONL loaders, split discovery, a synthetic set.
+
+>>> from dece.data import load_dataset
+>>> splits = load_dataset("synthetic:16")
+>>> [len(splits[s]) for s in ("train", "valid", "test")]
+[16, 2, 2]
+"""
+
+from dece.data.example import DataError, DataFileNotFoundError, Example
+from dece.data.loaders import (
+    SPLITS,
+    discover_splits,
+    load_dataset,
+    load_examples,
+    load_splits,
+    save_examples,
+)
+from dece.data.synthetic import synthetic_dataset
+
+__all__ = [
+    "SPLITS",
+    "DataError",
+    "DataFileNotFoundError",
+    "Example",
+    "discover_splits",
+    "load_dataset",
+    "load_examples",
+    "load_splits",
+    "save_examples",
+    "synthetic_dataset",
+]

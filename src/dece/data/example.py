@@ -1,0 +1,31 @@
+"""The :class:`Example` record shared by loaders, attacks, training and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (source, target) pair.
+
+    Attributes:
+        id: stable identifier; taken from an id column when the file has one, else
+            ``f"{split}-{row_index}"`` with ``row_index`` the 0-based data row (header excluded).
+        source: model input (an NL description, buggy code, ...).
+        target: expected output (code, fixed code, ...).
+        label: optional class label for classification tasks.
+    """
+
+    id: str
+    source: str
+    target: str
+    label: str | None = None
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, row and column concerned."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file or directory does not exist (also a :class:`FileNotFoundError`)."""

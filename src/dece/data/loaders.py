@@ -1,0 +1,293 @@
+"""CSV / JSONL loaders and writers, split discovery and the ``load_dataset`` entry point.
+
+Every error is a :class:`~dece.data.example.DataError` whose message names the file and, where
+it applies, the row (0-based data row, header excluded) and the column. Nothing is dropped: a row
+that cannot be read stops the load with an error rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dece.data.example import DataError, DataFileNotFoundError, Example
+
+logger = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
+# File stems accepted for each split by :func:`discover_splits`.
+_SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "valid": ("valid", "validation", "dev"),
+    "test": ("test",),
+}
+# Cell values read as missing (pandas' default NaN markers that can appear in exported CSVs).
+_NAN_STRINGS = frozenset({"nan", "null", "none", "n/a", "na", "<na>"})
+
+__all__ = [
+    "SPLITS",
+    "discover_splits",
+    "load_dataset",
+    "load_examples",
+    "load_splits",
+    "save_examples",
+]
+
+
+def _read_text(path: Path) -> str:
+    """Read ``path`` as strict UTF-8 (a leading BOM is dropped); undecodable bytes -> DataError."""
+    if not path.exists():
+        raise DataFileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        prefix = raw[: exc.start].decode("utf-8-sig", errors="ignore")
+        row = _count_complete_rows(prefix, path.suffix.lower())
+        raise DataError(
+            f"{path}: undecodable bytes {raw[exc.start : exc.end]!r} at byte {exc.start} "
+            f"(line {line}, data row {row}): {exc.reason}; the file must be UTF-8"
+        ) from None
+
+
+def _count_complete_rows(prefix: str, suffix: str) -> int:
+    """0-based index of the data row that the end of ``prefix`` falls in."""
+    if suffix == ".jsonl":
+        return sum(1 for line in prefix.split("\n")[:-1] if line.strip())
+    rows = list(csv.reader(io.StringIO(prefix)))
+    return max(len(rows) - 2, 0)  # minus the header and the unfinished row
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and (not value.strip() or value.strip().lower() in _NAN_STRINGS)
+
+
+def _records(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(row_index, record)`` with ``row_index`` the 0-based data row."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames is None:
+            raise DataError(f"{path}: empty file (no header row)")
+        try:
+            for index, record in enumerate(reader):
+                if None in record:  # more cells than header names
+                    raise DataError(
+                        f"{path}: row {index} has {len(reader.fieldnames) + len(record[None])} "
+                        f"cells but the header has {len(reader.fieldnames)}"
+                    )
+                yield index, record
+        except csv.Error as exc:
+            raise DataError(f"{path}: malformed CSV near line {reader.line_num}: {exc}") from None
+    elif suffix == ".jsonl":
+        index = 0
+        for line_no, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path}: row {index} (line {line_no}) is not JSON: {exc}"
+                ) from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: row {index} (line {line_no}) is not a JSON object")
+            yield index, record
+            index += 1
+    else:
+        raise DataError(f"{path}: unsupported suffix {path.suffix!r}; expected one of {SUFFIXES}")
+
+
+def load_examples(
+    path: str | Path,
+    *,
+    source_col: str = "src",
+    target_col: str = "tgt",
+    label_col: str | None = None,
+    id_col: str | None = None,
+    split: str | None = None,
+) -> list[Example]:
+    """Load every row of a ``.csv`` or ``.jsonl`` file as :class:`Example` records.
+
+    Args:
+        path: the file; the format is chosen by its suffix.
+        source_col, target_col: columns (keys) holding the source and target text.
+        label_col: optional column with a class label.
+        id_col: optional column with a unique row id; else ids are ``f"{split}-{row}"``.
+        split: prefix of generated ids; defaults to the file stem (``train``, ``valid``, ...).
+
+    Raises:
+        DataError: missing file, empty file, missing column, undecodable bytes, empty or NaN
+            cell, duplicate id; the message names the file, row and column.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    prefix = split if split is not None else path.stem
+    wanted = [c for c in (source_col, target_col, label_col, id_col) if c is not None]
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    header_checked = False
+    for index, record in _records(path, text):
+        if not header_checked or path.suffix.lower() == ".jsonl":
+            missing = [c for c in wanted if c not in record]
+            if missing:
+                where = "header" if path.suffix.lower() == ".csv" else f"row {index}"
+                raise DataError(
+                    f"{path}: {where} has no column {missing[0]!r} "
+                    f"(columns: {', '.join(map(str, record))})"
+                )
+            header_checked = True
+        values = {}
+        for column in wanted:
+            value = record[column]
+            if _is_missing(value):
+                raise DataError(f"{path}: row {index}, column {column!r}: empty or NaN cell")
+            if not isinstance(value, str):
+                if column in (source_col, target_col):
+                    raise DataError(
+                        f"{path}: row {index}, column {column!r}: expected a string, "
+                        f"got {type(value).__name__}"
+                    )
+                value = str(value)
+            values[column] = value
+        example_id = values[id_col] if id_col is not None else f"{prefix}-{index}"
+        if example_id in seen:
+            raise DataError(
+                f"{path}: row {index}, column {id_col!r}: duplicate id {example_id!r} "
+                f"(first seen in row {seen[example_id]})"
+            )
+        seen[example_id] = index
+        examples.append(
+            Example(
+                id=example_id,
+                source=values[source_col],
+                target=values[target_col],
+                label=values[label_col] if label_col is not None else None,
+            )
+        )
+    if not examples:
+        raise DataError(f"{path}: empty file (no data rows)")
+    return examples
+
+
+def save_examples(
+    examples: Iterable[Example],
+    path: str | Path,
+    *,
+    source_col: str = "src",
+    target_col: str = "tgt",
+    id_col: str | None = None,
+    label_col: str = "label",
+) -> None:
+    """Write examples to ``.csv`` (minimal quoting, ``\\n`` line ends, as Lyra's files) or ``.jsonl``.
+
+    The id is written only when ``id_col`` is given; the label column only when some example has
+    a label. Reading the file back with the same column names gives the same source/target text.
+    """
+    path = Path(path)
+    examples = list(examples)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path}: unsupported suffix {path.suffix!r}; expected one of {SUFFIXES}")
+    columns = ([id_col] if id_col else []) + [source_col, target_col]
+    with_label = any(ex.label is not None for ex in examples)
+    if with_label:
+        columns.append(label_col)
+
+    def row(ex: Example) -> list[Any]:
+        cells: list[Any] = ([ex.id] if id_col else []) + [ex.source, ex.target]
+        return cells + ([ex.label] if with_label else [])
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        if suffix == ".csv":
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(row(ex) for ex in examples)
+        else:
+            for ex in examples:
+                handle.write(json.dumps(dict(zip(columns, row(ex), strict=True))) + "\n")
+
+
+def discover_splits(directory: str | Path) -> dict[str, Path]:
+    """Find ``train`` / ``valid`` / ``test`` files (``.csv`` or ``.jsonl``) in ``directory``.
+
+    ``validation`` and ``dev`` count as ``valid``. Returns the splits found, in the order
+    train, valid, test; at least one must exist, and each split must be unambiguous.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataFileNotFoundError(f"{directory}: no such directory")
+    found: dict[str, Path] = {}
+    for split in SPLITS:
+        candidates = [
+            directory / f"{stem}{suffix}"
+            for stem in _SPLIT_ALIASES[split]
+            for suffix in SUFFIXES
+            if (directory / f"{stem}{suffix}").is_file()
+        ]
+        if len(candidates) > 1:
+            names = ", ".join(p.name for p in candidates)
+            raise DataError(f"{directory}: several files for split {split!r}: {names}")
+        if candidates:
+            found[split] = candidates[0]
+    if not found:
+        raise DataError(
+            f"{directory}: no split files found; expected train/valid/test with suffix .csv or .jsonl"
+        )
+    return found
+
+
+def load_splits(path: str | Path, **columns: Any) -> dict[str, list[Example]]:
+    """A directory -> each split it holds; a single file -> ``{"train": examples}``.
+
+    ``columns`` go to :func:`load_examples` (``source_col``, ``target_col``, ``label_col``,
+    ``id_col``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return {
+            split: load_examples(file, split=split, **columns)
+            for split, file in discover_splits(path).items()
+        }
+    if not path.exists():
+        raise DataFileNotFoundError(f"{path}: no such file or directory")
+    return {"train": load_examples(path, split="train", **columns)}
+
+
+def load_dataset(spec: str | Path, *, seed: int = 0, **columns: Any) -> dict[str, list[Example]]:
+    """Resolve a dataset spec to its splits.
+
+    Args:
+        spec: ``"synthetic"`` (the built-in dataset, sizes 1600/200/200), ``"synthetic:N"``
+            (N train rows, ``N // 8`` valid and test rows), a directory (see
+            :func:`discover_splits`) or a single file (loaded as the train split).
+        seed: seed of the synthetic dataset (ignored for files).
+        columns: column names for :func:`load_examples`.
+    """
+    text = str(spec)
+    if text == "synthetic" or text.startswith("synthetic:"):
+        from dece.data.synthetic import synthetic_dataset
+
+        if text == "synthetic":
+            return synthetic_dataset(seed=seed)
+        size = text.partition(":")[2]
+        if not size.isdigit() or int(size) < 1:
+            raise ValueError(f"spec {text!r}: expected 'synthetic:N' with N a positive integer")
+        n = int(size)
+        return synthetic_dataset(seed=seed, sizes=(n, n // 8, n // 8))
+    return load_splits(spec, **columns)
