@@ -4,4 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from dece.losses import DeCELoss, dece_loss, get_loss
+
+__all__ = ["DeCELoss", "__version__", "dece_loss", "get_loss"]
