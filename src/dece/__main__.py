@@ -1,0 +1,7 @@
+"""``python -m dece``."""
+
+import sys
+
+from dece.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""Trainer callbacks: the epoch DeCE sees, and the per-epoch early-learning evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+EPOCH_MODES = ("integer", "continuous")
+
+
+def loss_epoch(state_epoch: float | None, mode: str) -> float:
+    """The epoch handed to the loss, from the Trainer's progress ``state.epoch``.
+
+    ``state.epoch`` is the number of epochs already completed (0.0 at the start, 1.5 half-way
+    through the second epoch). ``integer`` gives the paper's 1-based epoch (1 during the first
+    pass over the data, 2 during the second, ...); ``continuous`` gives ``1 + state.epoch``, which
+    grows by ``1 / steps_per_epoch`` per step and equals the integer value at each epoch start.
+    """
+    progress = float(state_epoch or 0.0)
+    if mode == "integer":
+        return float(math.floor(progress + 1e-6) + 1)
+    if mode == "continuous":
+        return 1.0 + progress
+    raise ValueError(f"epoch_mode must be one of {EPOCH_MODES}, got {mode!r}")
+
+
+class EpochTracker(TrainerCallback):
+    """Holds the current loss epoch (read by :class:`dece.training.trainer.DeceTrainer`).
+
+    The integer epoch is fixed at each epoch start (also after resuming mid-epoch); the
+    continuous one is refreshed before every optimizer step.
+    """
+
+    def __init__(self, mode: str = "integer") -> None:
+        if mode not in EPOCH_MODES:
+            raise ValueError(f"epoch_mode must be one of {EPOCH_MODES}, got {mode!r}")
+        self.mode = mode
+        self.epoch: float = 1.0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.epoch = loss_epoch(state.epoch, self.mode)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.epoch = loss_epoch(state.epoch, self.mode)
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.mode == "continuous":
+            self.epoch = loss_epoch(state.epoch, self.mode)
+
+
+class StopAfterEpochs(TrainerCallback):
+    """Stops training (after the checkpoint of that epoch is saved) once ``n`` epochs are done;
+    simulates an interrupted run."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.epoch is not None and state.epoch >= self.n - 1e-6:
+            control.should_training_stop = True
+        return control
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` file (empty when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {lineno} is not JSON: {exc}") from exc
+    return rows
+
+
+def truncate_metrics(path: str | Path, last_epoch: float) -> None:
+    """Drop rows with ``epoch > last_epoch`` (before resuming from a checkpoint at that epoch)."""
+    path = Path(path)
+    rows = [r for r in read_metrics(path) if r.get("epoch", 0) <= last_epoch + 1e-6]
+    if path.exists():
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+class EarlyLearningCallback(TrainerCallback):
+    """After each epoch, evaluates the model and appends one row to ``metrics.jsonl``.
+
+    Args:
+        evaluator: called with the (unwrapped) model; returns an object with a ``metrics`` dict
+            (see :class:`dece.training.generation.Evaluator`: greedy batched decoding of the clean
+            and the fully poisoned validation sets -> BLEU, ASR, false-trigger rate).
+        metrics_path: the ``metrics.jsonl`` file.
+        train_loss: returns the mean training loss of the epoch just finished (called on every
+            process: it may gather across processes).
+        loss_epoch: returns the epoch value the loss received during that epoch.
+
+    Only the main process decodes and writes; the row is
+    ``{"epoch", "global_step", "train_loss", "loss_epoch", **evaluator metrics}``.
+    """
+
+    def __init__(
+        self,
+        evaluator: Callable[[Any], Any] | None,
+        metrics_path: str | Path,
+        *,
+        train_loss: Callable[[], float | None] = lambda: None,
+        loss_epoch: Callable[[], float] | None = None,
+    ) -> None:
+        self.evaluator = evaluator
+        self.metrics_path = Path(metrics_path)
+        self.train_loss = train_loss
+        self.loss_epoch = loss_epoch
+        self.history: list[dict] = []
+
+    def on_epoch_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        loss = self.train_loss()  # every process (may be a collective)
+        if not state.is_world_process_zero:
+            return
+        row: dict[str, Any] = {
+            "epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)),
+            "global_step": int(state.global_step),
+            "train_loss": loss,
+        }
+        if self.loss_epoch is not None:
+            row["loss_epoch"] = self.loss_epoch()
+        if self.evaluator is not None and model is not None:
+            row.update(self.evaluator(_unwrap(model)).metrics)
+        self.history.append(row)
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.metrics_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        logger.info("epoch %s: %s", row["epoch"], row)
+
+
+def _unwrap(model: Any) -> Any:
+    while hasattr(model, "module") and not hasattr(model, "generate"):
+        model = model.module
+    return model

@@ -1,0 +1,104 @@
+"""``transformers.Trainer`` whose loss is a :mod:`dece.losses` function given the current epoch.
+
+The loss is plugged in through :meth:`DeceTrainer.compute_loss` (no global patching): the model
+is run *without* labels, so it computes no loss of its own, and the registry loss receives the
+logits, the aligned targets, the epoch from :class:`~dece.training.callbacks.EpochTracker` and
+transformers' ``num_items_in_batch`` (the number of target tokens in the whole accumulated,
+all-process batch), so gradient accumulation and data parallelism give the same mean loss as one
+big batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from dece.training.callbacks import EpochTracker
+
+logger = logging.getLogger(__name__)
+
+
+class DeceTrainer(Trainer):
+    """A ``Trainer`` computing ``loss_fn(logits, target, epoch=..., num_items_in_batch=...)``.
+
+    Args:
+        loss_fn: a ``dece.losses`` loss (``get_loss(name, **hyperparameters)``): called with logits
+            ``[B, T, V]`` (``[B, C]`` for classification) and targets ``[B, T]`` (``[B]``),
+            ``-100`` = ignored, returning a scalar (sum / ``num_items_in_batch`` when given).
+        epoch_tracker: supplies the epoch handed to the loss; a 1-based integer tracker is added
+            when omitted.
+        *args, **kwargs: as for ``transformers.Trainer``.
+    """
+
+    def __init__(
+        self, *args: Any, loss_fn: Any, epoch_tracker: EpochTracker | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        self.loss_fn = loss_fn
+        if epoch_tracker is None:
+            epoch_tracker = EpochTracker("integer")
+        self.epoch_tracker = epoch_tracker
+        if not any(cb is epoch_tracker for cb in self.callback_handler.callbacks):
+            self.add_callback(epoch_tracker)
+        # Makes the Trainer count the target tokens of each accumulated batch (all processes)
+        # and pass the count to compute_loss as `num_items_in_batch`.
+        self.model_accepts_loss_kwargs = True
+        self._loss_sum: torch.Tensor | None = None
+        self._loss_start_step: int | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def current_loss_epoch(self) -> float:
+        """The epoch value the loss receives now (1, 2, ... or continuous)."""
+        return float(self.epoch_tracker.epoch)
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)
+        shift_labels = inputs.pop("shift_labels", None)  # causal LMs: labels moved one left
+        if labels is None:
+            raise ValueError("compute_loss: the batch has no 'labels'")
+        target = shift_labels if shift_labels is not None else labels  # [B, T] or [B]
+        outputs = model(**inputs)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]  # [B, T, V]
+        loss = self.loss_fn(
+            logits, target, epoch=self.current_loss_epoch(), num_items_in_batch=num_items_in_batch
+        )
+        # A loss normalised by the global token count is already scaled for accumulation; with
+        # DDP averaging gradients over processes, multiply back by the process count.
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+    def training_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._loss_start_step is None:
+            self._loss_start_step = self.state.global_step
+        self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
+        return loss
+
+    def epoch_train_loss(self) -> float | None:
+        """Mean training loss per optimizer step since the previous call (averaged over
+        processes; a collective under DDP, so call it on every process), then reset."""
+        if self._loss_sum is None or self._loss_start_step is None:
+            return None
+        steps = max(1, self.state.global_step - self._loss_start_step)
+        total = self.accelerator.gather(self._loss_sum.reshape(1)).float().mean()
+        self._loss_sum, self._loss_start_step = None, None
+        return float(total) / steps

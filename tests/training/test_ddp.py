@@ -1,0 +1,76 @@
+"""`dece train` under `torchrun --nproc_per_node 2` (gloo, CPU) == one process, same global batch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_support import synthetic_texts, tiny_bart, tiny_tokenizer
+
+pytestmark = pytest.mark.distributed
+
+# Runs `dece train` (dece.cli.main) in this interpreter; falls back to a plain from_pretrained
+# loader while dece.training.models is not available.
+LAUNCHER = """
+import importlib, sys
+from types import SimpleNamespace
+try:
+    from dece.training.models import load_model  # noqa: F401
+except ImportError:
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    mod = importlib.import_module("dece.training.train")
+    mod._load = lambda cfg, clean: SimpleNamespace(
+        model=AutoModelForSeq2SeqLM.from_pretrained(cfg.model),
+        tokenizer=AutoTokenizer.from_pretrained(cfg.model), task="seq2seq")
+from dece.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, (
+        f"{cmd}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}"
+    )
+
+
+@pytest.mark.timeout(300)
+def test_two_processes_reach_the_same_weights_as_one(tmp_path):
+    if shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists():
+        pytest.skip("torchrun not installed")
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    model_dir = tmp_path / "model"
+    tok = tiny_tokenizer(synthetic_texts(16))
+    tiny_bart(len(tok), dropout=0.0).save_pretrained(model_dir)  # no dropout: RNG-free steps
+    # SGD (not Adam, which is invariant to a gradient scale) exposes a wrong loss normalisation.
+    tok.save_pretrained(model_dir)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER)
+    common = [
+        f"model={model_dir}", "data=synthetic:32", "loss=dece", "num_epochs=1", "max_steps=3",
+        "learning_rate=1.0", "optimizer=sgd", "max_grad_norm=0", "warmup_ratio=0.0", "max_source_length=48", "max_target_length=48",
+        "eval_each_epoch=false", "save_checkpoints=false", "test_max_examples=2",
+        "generation_max_new_tokens=4", "codebleu=false", "use_cpu=true", "ddp_backend=gloo",
+        "poison={rate: 0.1, seed: 1}",
+    ]  # fmt: skip
+    _run([sys.executable, str(launcher), "train", f"output_dir={tmp_path / 'one'}",
+          "batch_size=8", *common], tmp_path)  # fmt: skip
+    _run([torchrun, "--standalone", "--nproc_per_node", "2", str(launcher), "train",
+          f"output_dir={tmp_path / 'two'}", "batch_size=4", *common], tmp_path)  # fmt: skip
+    one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
+    initial = dict(tiny_bart(len(tok), dropout=0.0).state_dict())
+    assert one.keys() == two.keys()
+    moved = 0
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], rtol=1e-4, atol=1e-5, msg=k)
+        moved += k in initial and not torch.equal(one[k], initial[k])
+    assert moved > 0  # training really happened
