@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from dece.training import PoisonConfig, TrainConfig, train
+from dece.training.callbacks import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = ("ce_clean", "ce_poisoned", "dece_poisoned")
@@ -73,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results", default=str(REPO / "benchmarks" / "results" / "lyra_reproduction.md")
     )
     p.add_argument("--resume", action="store_true", help="resume runs from their checkpoints")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse runs already finished in --out-dir (their final_metrics.json and "
+        "metrics.jsonl; wall time = the run's train_time_s), e.g. runs done in parallel processes",
+    )
     p.add_argument("--asr-min", type=float, default=0.60, help="claim: CE poisoned ASR >=")
     p.add_argument("--dece-asr-max", type=float, default=0.05, help="claim: DeCE ASR <=")
     p.add_argument("--bleu-gap-max", type=float, default=2.0, help="claim: |BLEU gap| <=")
@@ -192,10 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results, walls = {}, {}
     for run in args.runs:
-        t0 = time.perf_counter()
-        result = train(run_config(args, run))
-        walls[run] = time.perf_counter() - t0
-        results[run] = {"final": result.final, "history": result.history}
+        done = Path(args.out_dir) / run / "final_metrics.json"
+        if args.reuse and done.is_file():
+            final = json.loads(done.read_text())
+            history = read_metrics(done.parent / "metrics.jsonl")
+            walls[run] = float(final.get("train_time_s", float("nan")))
+            results[run] = {"final": final, "history": history}
+        else:
+            t0 = time.perf_counter()
+            result = train(run_config(args, run))
+            walls[run] = time.perf_counter() - t0
+            results[run] = {"final": result.final, "history": result.history}
         f = result.final
         print(f"\n== {run}: BLEU {f.get('bleu', float('nan')):.2f}  ASR {pct(f.get('asr'))}  "
               f"FTR {pct(f.get('false_trigger_rate'))}  wall {walls[run] / 60:.1f} min")  # fmt: skip

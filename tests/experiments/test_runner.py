@@ -92,6 +92,29 @@ def test_failed_cell_is_reported_left_unfinished_and_retried(tmp_path):
     assert len(load_results(tmp_path)) == len(expand_grid(config))
 
 
+def test_parallel_workers_give_the_same_results_as_one_process(tmp_path):
+    config = _config()
+    cells = expand_grid(config)
+    serial = run_grid(config, tmp_path / "serial", cell_runner=fake_run_cell, progress=False)
+    runner = "dece.experiments.fake:fake_run_cell"  # spawned workers import it by name
+    parallel = run_grid(config, tmp_path / "par", cell_runner=runner, progress=False, workers=2)
+    assert parallel.ok and sorted(parallel.completed) == sorted(c.hash for c in cells)
+    strip = ("elapsed_s", "finished_at")
+    a = {
+        h: {k: v for k, v in r.items() if k not in strip}
+        for h, r in _results(tmp_path / "serial").items()
+    }
+    b = {
+        h: {k: v for k, v in r.items() if k not in strip}
+        for h, r in _results(tmp_path / "par").items()
+    }
+    assert a == b and set(a) == set(serial.completed)
+    again = run_grid(config, tmp_path / "par", cell_runner=runner, progress=False, workers=2)
+    assert sorted(again.skipped) == sorted(c.hash for c in cells) and not again.completed
+    with pytest.raises(ValueError, match="workers"):
+        run_grid(config, tmp_path / "x", cell_runner=runner, progress=False, workers=0)
+
+
 def test_runner_resolution(monkeypatch):
     monkeypatch.delenv("DECE_CELL_RUNNER", raising=False)
     from dece.experiments.runner import train_cell

@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--runner", default=None, help="cell runner 'module:function' (default: real training)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "-j", "--workers", type=int, default=2,
+        help="runs trained at once, one process each (default 2: CE and DeCE side by side)",
+    )  # fmt: skip
     parser.set_defaults(func=main)
 
 
@@ -33,7 +37,13 @@ def main(args: argparse.Namespace) -> int:
     from dece.experiments.demo import run_demo
 
     out = args.output_dir or Path("runs/demo-quick" if args.quick else "runs/demo")
-    result = run_demo(out, quick=args.quick, cell_runner=args.runner, progress=not args.no_progress)
+    result = run_demo(
+        out,
+        quick=args.quick,
+        cell_runner=args.runner,
+        progress=not args.no_progress,
+        workers=args.workers,
+    )
     sys.stdout.write(result.table + "\n" + result.verdict + "\n")
     sys.stdout.write(f"\nwrote {result.report_path} and {result.plot_path}\n")
     return 0

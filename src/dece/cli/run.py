@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell")
     parser.add_argument(
+        "-j", "--workers", type=int, default=1,
+        help="cells run at once in worker processes on this machine (default 1)",
+    )  # fmt: skip
+    parser.add_argument(
         "--list", action="store_true", help="list this shard's cells and their state; run nothing"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -63,6 +67,7 @@ def main(args: argparse.Namespace) -> int:
         cell_runner=args.runner,
         fail_fast=args.fail_fast,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     sys.stdout.write(
         f"{output_dir}: {len(summary.completed)} run, {len(summary.skipped)} already done, "

@@ -40,13 +40,16 @@ DEMO_GRID: dict[str, Any] = {
         {"name": "dece", "label": "DeCE", "args": {"alpha_base": 0.99, "label_smoothing": 0.1}},
     ],
     "seeds": [42],
-    # Budget (issue 6: <= 10 min on 2 cores): the tiny preset's denoising pretraining is shared by
-    # both runs (cached under $DECE_CACHE_DIR); 1,600 training rows (80 poisoned), 3 epochs,
-    # short decoding. 800 rows / 500 steps / 4 epochs was measured too weak: CE ASR 8.5%.
+    # Budget (issue 6: <= 10 min on 2 cores). The tiny preset's denoising pretraining (300
+    # steps) is built once and cached under $DECE_CACHE_DIR; CE and DeCE then train side by side
+    # (one process per core). Measured on this machine under load: 300 pretraining steps ~100 s;
+    # 1,600 rows (80 poisoned) at lr 1e-3 give CE clean BLEU 63 / ASR 8% after epoch 1 and
+    # BLEU 77 / ASR 72% after epoch 2. (800 rows / 500 steps / lr 5e-4 gave CE only 8.5% ASR.)
     "training": {
         "num_epochs": 3,
-        "model_args": {"steps": 1000},
-        "eval_max_examples": 50,
+        "learning_rate": 1e-3,
+        "model_args": {"steps": 300},
+        "eval_max_examples": 40,
         "test_max_examples": 100,
         "generation_max_new_tokens": 160,
         "save_checkpoints": False,
@@ -123,14 +126,20 @@ def run_demo(
     quick: bool = False,
     cell_runner: str | CellRunner | None = None,
     progress: bool = True,
+    workers: int = 2,
 ) -> DemoResult:
     """Run (or resume) the demo grid, then write the report and the early-learning plot.
+
+    ``workers``: runs trained at once (default 2: CE and DeCE side by side, one process per core
+    of a 2-core machine, after the shared pretrained model is built once).
 
     Raises ``ValueError`` when a run fails (finished runs are kept; a rerun retries the rest).
     """
     out = Path(output_dir)
     config = demo_config(quick)
-    summary = run_grid(config, out / "cells", cell_runner=cell_runner, progress=progress)
+    summary = run_grid(
+        config, out / "cells", cell_runner=cell_runner, progress=progress, workers=workers
+    )
     if summary.failed:
         first_hash, first_error = next(iter(summary.failed.items()))
         raise ValueError(

@@ -221,13 +221,19 @@ def run_grid(
     cell_runner: str | CellRunner | None = None,
     fail_fast: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> GridRunSummary:
     """Run (or resume) shard ``shard = (i, n)`` of the grid ``config`` under ``output_dir``.
 
     ``cell_runner``: a callable or "module:function"; default the ``DECE_CELL_RUNNER``
     environment variable, then ``config.runner``, then :func:`train_cell`.
     A failing cell is logged and left unfinished (rerun retries it) unless ``fail_fast``.
+    ``workers > 1`` runs that many cells at once in worker processes (spawned), each with
+    ``cpu_count // workers`` torch threads; with the default runner the tiny presets'
+    pretrained models are built (cached) first, once, so workers never build the same one.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     if cell_runner is None and not os.environ.get(RUNNER_ENV):
         cell_runner = config.runner
     runner = resolve_runner(cell_runner)
@@ -243,9 +249,12 @@ def run_grid(
     bar = tqdm(
         cells, desc=f"grid {config.name} [{shard[0]}/{shard[1]}]", unit="run", disable=not progress
     )
-    for cell in bar:
-        bar.set_postfix_str(f"{cell.loss.label} {cell.attack.label} rate={cell.rate}")
-        _run_cell(cell, out, runner, summary, fail_fast=fail_fast)
+    if workers == 1:
+        for cell in bar:
+            bar.set_postfix_str(f"{cell.loss.label} {cell.attack.label} rate={cell.rate}")
+            _record(summary, cell.hash, _run_cell(cell, out, runner, fail_fast=fail_fast))
+    else:
+        _run_parallel(cells, out, runner, summary, bar, workers=workers, fail_fast=fail_fast)
     bar.close()
     logger.info(
         "grid %s shard %d/%d: %d run, %d skipped, %d restarted, %d failed",
@@ -255,18 +264,34 @@ def run_grid(
     return summary
 
 
-def _run_cell(
-    cell: Cell, out: Path, runner: CellRunner, summary: GridRunSummary, *, fail_fast: bool
-) -> None:
+@dataclass(frozen=True)
+class _Outcome:
+    status: str  # "completed" | "skipped" | "failed"
+    restarted: bool = False  # a partial directory of an earlier run was cleaned first
+    error: str | None = None
+
+
+def _record(summary: GridRunSummary, h: str, outcome: _Outcome) -> None:
+    if outcome.restarted:
+        summary.restarted.append(h)
+    if outcome.status == "failed":
+        summary.failed[h] = outcome.error or ""
+    elif outcome.status == "skipped":
+        summary.skipped.append(h)
+    else:
+        summary.completed.append(h)
+
+
+def _run_cell(cell: Cell, out: Path, runner: CellRunner, *, fail_fast: bool) -> _Outcome:
+    """Run one cell unless it has its ``result.json``; cleans a partial directory first."""
     h = cell.hash
     cell_dir = out / h
     if (cell_dir / RESULT_FILE).is_file():
-        summary.skipped.append(h)
-        return
-    if cell_dir.exists():
+        return _Outcome("skipped")
+    restarted = cell_dir.exists()
+    if restarted:
         logger.warning("cell %s: unfinished run found (no %s); restarting it", h, RESULT_FILE)
         shutil.rmtree(cell_dir)
-        summary.restarted.append(h)
     cell_dir.mkdir(parents=True)
     cell_config = cell.to_config()
     atomic_write_text(cell_dir / CELL_FILE, yaml.safe_dump(cell_config, sort_keys=False))
@@ -280,8 +305,7 @@ def _run_cell(
         if fail_fast:
             raise
         logger.exception("cell %s failed; it stays unfinished and reruns next time", h)
-        summary.failed[h] = f"{type(exc).__name__}: {exc}"
-        return
+        return _Outcome("failed", restarted, f"{type(exc).__name__}: {exc}")
     result = {
         "hash": h,
         "config": cell_config,
@@ -291,4 +315,64 @@ def _run_cell(
         "host": socket.gethostname(),
     }
     atomic_write_json(cell_dir / RESULT_FILE, result)
-    summary.completed.append(h)
+    return _Outcome("completed", restarted)
+
+
+# --------------------------------------------------------------------------- parallel cells
+
+
+def _init_worker(threads: int) -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - fake runners need no torch
+        return
+    torch.set_num_threads(threads)
+
+
+def _warm_model_cache(cells: list[Cell], out: Path) -> None:
+    """Build each distinct starting model of ``cells`` once (tiny presets pretrain and cache),
+    so parallel workers load it instead of building it side by side."""
+    from dece.training.train import prepare_model  # type: ignore[import-not-found]
+
+    seen: set[str] = set()
+    for cell in cells:
+        if (out / cell.hash / RESULT_FILE).is_file():
+            continue
+        cfg = build_train_config(cell.to_config(), out / cell.hash)
+        key = json.dumps(
+            [cfg.data, cfg.data_seed, cfg.train_max_examples, cfg.model, cfg.task,
+             cfg.model_args, cfg.pretrain_steps, cfg.cache_dir, cfg.seed],
+            sort_keys=True, default=str,
+        )  # fmt: skip
+        if key not in seen:
+            seen.add(key)
+            prepare_model(cfg)
+
+
+def _run_parallel(
+    cells: list[Cell],
+    out: Path,
+    runner: CellRunner,
+    summary: GridRunSummary,
+    bar: Any,
+    *,
+    workers: int,
+    fail_fast: bool,
+) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if runner is train_cell:
+        _warm_model_cache(cells, out)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        futures = {
+            pool.submit(_run_cell, cell, out, runner, fail_fast=fail_fast): cell for cell in cells
+        }
+        for future in as_completed(futures):
+            cell = futures[future]
+            _record(summary, cell.hash, future.result())
+            bar.update(1)

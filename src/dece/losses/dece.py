@@ -23,7 +23,7 @@ exactly (no ``0 * log 0``). ``p' = a p + (1 - a) y'`` is a sum of non-negative t
 it from ``p = exp(log_softmax(z))`` loses no relative precision, and underflowing ``p_i`` only
 make ``r_i`` exactly 0.
 
-Memory: rows are walked in chunks; per chunk three fp32 (fp64 for fp64 input) ``[C, V]`` work
+Memory: rows are walked in chunks (``_CHUNK_BYTES``); per chunk three fp32 (fp64 for fp64 input) ``[C, V]`` work
 buffers are reused, and the gradient (already scaled by the reduction) is written into one
 ``[N, V]`` buffer of the input dtype. Nothing else of size tokens x vocabulary is kept.
 """
@@ -45,9 +45,11 @@ from dece.losses._reduce import (
 
 __all__ = ["DeCELoss", "dece_alpha", "dece_loss"]
 
-# Bytes of one fp32 work buffer per chunk. Three such buffers (plus the chunk's slice of the
-# gradient) stay in the L2/L3 caches; tuned with benchmarks/loss_bench.py on this CPU.
-_CHUNK_BYTES = 1 << 22
+# Bytes of one fp32 work buffer per chunk (three are kept: 48 MiB, ~9% of the gradient buffer at
+# 4096 x 32,100). Each [C, V] op is one intra-op parallel region with a barrier; chunks much
+# smaller than this (e.g. 4 MiB) made the loss ~5x slower with 2 threads on a loaded 2-core
+# machine, where a barrier waits for a descheduled thread. Tuned with benchmarks/loss_bench.py.
+_CHUNK_BYTES = 1 << 24
 
 
 def dece_alpha(alpha_base: float, epoch: float) -> float:
@@ -86,9 +88,9 @@ def _dece_chunk(
     y_t = 1.0 - eps + c  # y'_t
     tt = t.unsqueeze(1)  # [C, 1]
 
-    torch.log_softmax(z, 1, dtype=P.dtype, out=P)  # P = log p
-    logp_t = P.gather(1, tt).squeeze(1)  # [C]
-
+    if alpha == 1.0 or eps == 0.0:
+        torch.log_softmax(z, 1, dtype=P.dtype, out=P)  # P = log p
+        logp_t = P.gather(1, tt).squeeze(1)  # [C]
     if alpha == 1.0:  # label-smoothed cross-entropy
         loss = -(1.0 - eps) * logp_t
         if eps > 0:
@@ -101,33 +103,48 @@ def _dece_chunk(
             torch.mul(P, scale, out=grad_out)
         return loss
 
-    P.exp_()  # P = p
-    p_t = logp_t.exp()
-    q_t = alpha * p_t + (1.0 - alpha) * y_t  # p'_t > 0
-    log_q_t = q_t.log()
-    if eps > 0:
-        torch.mul(P, alpha, out=Q)
-        Q.add_((1.0 - alpha) * c)  # Q = p' (target column fixed below)
-        Q.scatter_(1, tt, q_t.unsqueeze(1))
-        torch.log(Q, out=R)
-        loss = -c * R.sum(1) - (1.0 - eps) * log_q_t
-    else:
-        loss = -log_q_t
+    if eps == 0.0:
+        return _dece_chunk_no_smoothing(P, logp_t, tt, alpha, scale, grad_out)
+
+    # eps > 0: every y'_i > 0, so every p'_i >= (1 - a) * c > 0. Work on the whole row with the
+    # off-target values and correct the target column with [C]-sized closed forms (no scatter
+    # into the work buffers), keeping the number of [C, V] passes small.
+    c_blend = (1.0 - alpha) * c  # p'_i - a p_i off the target column
+    torch.softmax(z, 1, dtype=P.dtype, out=P)  # P = p
+    p_t = P.gather(1, tt).squeeze(1)  # [C]
+    q_t = alpha * p_t + (1.0 - alpha) * y_t  # true p'_t
+    q_t_off = alpha * p_t + c_blend  # what the off-target formula gives at the target column
+    torch.add(P.new_tensor(c_blend), P, alpha=alpha, out=Q)  # Q = a p + (1 - a) c
+    torch.reciprocal(Q, out=R)  # R = 1 / q (off-target value at t)
+    log_sum = Q.log_().sum(1)  # sum_i log q_i (off-target value at t)
+    loss = -c * (log_sum - q_t_off.log()) - y_t * q_t.log()
     if grad_out is None:
         return loss
 
     r_t = y_t * p_t / q_t  # [C]
-    if eps > 0:
-        torch.div(P, Q, out=R)  # R = r / c off the target column
-        R.scatter_(1, tt, (r_t / c).unsqueeze(1))
-        s = c * R.sum(1, keepdim=True)  # S, [C, 1]
-        P.mul_(s * (alpha * scale))
-        torch.sub(P, R, alpha=alpha * scale * c, out=grad_out)  # scale * a * (p S - r)
-    else:  # r is zero off the target column: S = r_t
-        P.mul_((alpha * scale) * r_t.unsqueeze(1))
-        g_t = (alpha * scale) * (p_t * r_t - r_t)
-        P.scatter_(1, tt, g_t.unsqueeze(1))
-        grad_out.copy_(P)
+    s = c * (torch.linalg.vecdot(P, R) - p_t / q_t_off) + r_t  # S = sum_i r_i, [C]
+    k = alpha * scale
+    torch.add((k * s).unsqueeze(1), R, alpha=-k * c, out=R)  # R = k (S - c / q)
+    torch.mul(P, R, out=grad_out)  # k (p S - r) off the target column
+    grad_out.scatter_(1, tt, (k * (p_t * s - r_t)).unsqueeze(1).to(grad_out.dtype))
+    return loss
+
+
+def _dece_chunk_no_smoothing(
+    P: Tensor, logp_t: Tensor, tt: Tensor, alpha: float, scale: float, grad_out: Tensor | None
+) -> Tensor:
+    """``eps = 0``: y' is one-hot, so only the target term survives; r is zero off the target
+    column and ``S = r_t``. P holds ``log p`` on entry and is overwritten."""
+    p_t = logp_t.exp()
+    q_t = alpha * p_t + (1.0 - alpha)
+    loss = -q_t.log()
+    if grad_out is None:
+        return loss
+    r_t = p_t / q_t
+    P.exp_()
+    P.mul_((alpha * scale) * r_t.unsqueeze(1))
+    P.scatter_(1, tt, ((alpha * scale) * (p_t * r_t - r_t)).unsqueeze(1))
+    grad_out.copy_(P)
     return loss
 
 

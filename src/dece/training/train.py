@@ -85,11 +85,8 @@ def _attack(poison: PoisonConfig) -> tuple[Any, Any]:
 def _prepare_data(cfg: TrainConfig, out: Path, *, main: bool = True) -> dict[str, Any]:
     """Splits, the poisoned training set and the clean/poisoned evaluation sets."""
     from dece.attacks import poison_dataset, poison_test_set
-    from dece.data import load_dataset
 
-    splits = load_dataset(cfg.data, seed=cfg.data_seed, **cfg.data_columns)
-    if not splits.get("train"):
-        raise ValueError(f"data {cfg.data!r} has no (or an empty) 'train' split")
+    splits = _load_splits(cfg)
     valid = splits.get("valid") or splits.get("test") or []
     test = splits.get("test") or splits.get("valid") or []
     if not splits.get("valid"):
@@ -131,6 +128,26 @@ def _load(cfg: TrainConfig, clean_train: Sequence[Any]) -> Any:
         cfg.model, task=cfg.task, cache_dir=cfg.cache_dir, train_texts=texts, seed=cfg.seed,
         **preset_args,
     )  # fmt: skip
+
+
+def prepare_model(config: TrainConfig) -> Any:
+    """Load the model ``train(config)`` starts from, building and caching a tiny preset's
+    pretrained model if needed (from the clean training split, as ``train`` does).
+
+    Call it once before starting several runs in parallel, so they load the cached model
+    instead of each pretraining the same one. Returns a ``LoadedModel``.
+    """
+    cfg = config.resolved()
+    return _load(cfg, list(_load_splits(cfg)["train"][: cfg.train_max_examples]))
+
+
+def _load_splits(cfg: TrainConfig) -> dict[str, list[Any]]:
+    from dece.data import load_dataset
+
+    splits = load_dataset(cfg.data, seed=cfg.data_seed, **cfg.data_columns)
+    if not splits.get("train"):
+        raise ValueError(f"data {cfg.data!r} has no (or an empty) 'train' split")
+    return splits
 
 
 def _apply_lora(model: Any, task: str, lora: dict) -> Any:
