@@ -1,7 +1,6 @@
 """`dece poison` end to end on Lyra and the synthetic set; `--help` documents every component."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -9,15 +8,6 @@ import pytest
 from dece.attacks import PAYLOADS, TRIGGERS
 from dece.cli import main
 from dece.data import load_examples
-
-
-@pytest.fixture(scope="module")
-def shared_data() -> Path:
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    root = Path(os.environ.get("DECE_SHARED_DATA", default))
-    if not (root / "lyra" / "train.csv").is_file():
-        pytest.skip(f"shared data not found at {root} (set DECE_SHARED_DATA)")
-    return root
 
 
 def test_lyra_badpre_5_percent(shared_data: Path, tmp_path: Path, capsys) -> None:

@@ -51,6 +51,14 @@ def check_unit_interval(name: str, value: float, *, low_open: bool, high_open: b
     return v
 
 
+def check_nonnegative(name: str, value: float) -> float:
+    """Return ``float(value)`` or raise ValueError unless it is finite and ``>= 0``."""
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
 def check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from dece.losses._module import LossModule
 from dece.losses._reduce import (
     check_reduction,
     check_unit_interval,
@@ -47,31 +48,17 @@ def ce_loss(
     return reduce_rows(per_row, flat, reduction, denom)
 
 
-class CELoss(nn.Module):
-    """Module form of :func:`ce_loss`; ``forward(logits, target, epoch=None, num_items_in_batch=None)``
-    (``epoch`` is accepted and ignored, for a drop-in swap with :class:`dece.losses.DeCELoss`)."""
+class CELoss(LossModule):
+    """Module form of :func:`ce_loss`.
+
+    ``forward(logits [N, V] | [B, T, V], target [N] | [B, T], epoch=None, num_items_in_batch=None)``
+    (``epoch`` is accepted and ignored, for a drop-in swap with :class:`dece.losses.DeCELoss`).
+    """
 
     def __init__(
         self, label_smoothing: float = 0.0, ignore_index: int = -100, reduction: str = "mean"
     ) -> None:
-        super().__init__()
-        check_unit_interval("label_smoothing", label_smoothing, low_open=False, high_open=True)
-        self.label_smoothing = float(label_smoothing)
-        self.ignore_index = int(ignore_index)
-        self.reduction = check_reduction(reduction)
-
-    def forward(
-        self,
-        logits: Tensor,
-        target: Tensor,
-        epoch: float | None = None,
-        num_items_in_batch: int | float | Tensor | None = None,
-    ) -> Tensor:
-        return ce_loss(
-            logits,
-            target,
-            label_smoothing=self.label_smoothing,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            num_items_in_batch=num_items_in_batch,
+        eps = check_unit_interval(
+            "label_smoothing", label_smoothing, low_open=False, high_open=True
         )
+        super().__init__(ce_loss, {"label_smoothing": eps}, ignore_index, reduction)

@@ -33,8 +33,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from dece.losses._module import LossModule
 from dece.losses._reduce import (
     Flat,
     check_reduction,
@@ -297,7 +298,7 @@ def dece_loss(
     return _run(flat, alpha, eps, reduction, denom)
 
 
-class DeCELoss(nn.Module):
+class DeCELoss(LossModule):
     """Module form of :func:`dece_loss`; holds the hyperparameters, takes ``epoch`` per call.
 
     ``forward(logits [N, V] | [B, T, V], target [N] | [B, T], epoch, num_items_in_batch=None)``
@@ -310,35 +311,16 @@ class DeCELoss(nn.Module):
         ignore_index: int = -100,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
         dece_alpha(alpha_base, 0.0)
         check_unit_interval("label_smoothing", label_smoothing, low_open=False, high_open=True)
-        check_reduction(reduction)
-        self.alpha_base = float(alpha_base)
-        self.label_smoothing = float(label_smoothing)
-        self.ignore_index = int(ignore_index)
-        self.reduction = reduction
+        hparams = {"alpha_base": alpha_base, "label_smoothing": label_smoothing}
+        super().__init__(dece_loss, hparams, ignore_index, reduction)
 
-    def forward(
+    def forward(  # epoch is required here, unlike the baselines' (ignored) epoch=None
         self,
         logits: Tensor,
         target: Tensor,
         epoch: float,
         num_items_in_batch: int | float | Tensor | None = None,
     ) -> Tensor:
-        return dece_loss(
-            logits,
-            target,
-            epoch=epoch,
-            alpha_base=self.alpha_base,
-            label_smoothing=self.label_smoothing,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            num_items_in_batch=num_items_in_batch,
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"alpha_base={self.alpha_base}, label_smoothing={self.label_smoothing}, "
-            f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
-        )
+        return self._loss(logits, target, num_items_in_batch, epoch=epoch)

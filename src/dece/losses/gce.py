@@ -4,8 +4,9 @@ Neural Networks with Noisy Labels", NeurIPS 2018)."""
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from dece.losses._module import LossModule
 from dece.losses._reduce import (
     check_reduction,
     check_unit_interval,
@@ -47,27 +48,12 @@ def gce_loss(
     return reduce_rows(masked_rows(per_row, flat.valid), flat, reduction, denom)
 
 
-class GCELoss(nn.Module):
-    """Module form of :func:`gce_loss`; ``epoch`` is accepted and ignored."""
+class GCELoss(LossModule):
+    """Module form of :func:`gce_loss`.
+
+    ``forward(logits [N, V] | [B, T, V], target [N] | [B, T], epoch=None, num_items_in_batch=None)``
+    (``epoch`` is accepted and ignored).
+    """
 
     def __init__(self, q: float = 0.7, ignore_index: int = -100, reduction: str = "mean") -> None:
-        super().__init__()
-        self.q = _check_q(q)
-        self.ignore_index = int(ignore_index)
-        self.reduction = check_reduction(reduction)
-
-    def forward(
-        self,
-        logits: Tensor,
-        target: Tensor,
-        epoch: float | None = None,
-        num_items_in_batch: int | float | Tensor | None = None,
-    ) -> Tensor:
-        return gce_loss(
-            logits,
-            target,
-            q=self.q,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            num_items_in_batch=num_items_in_batch,
-        )
+        super().__init__(gce_loss, {"q": _check_q(q)}, ignore_index, reduction)

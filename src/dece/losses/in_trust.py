@@ -20,9 +20,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from dece.losses._module import LossModule
 from dece.losses._reduce import (
+    check_nonnegative,
     check_reduction,
     check_unit_interval,
     denominator,
@@ -35,16 +37,9 @@ from dece.losses._reduce import (
 __all__ = ["InTrustLoss", "in_trust_loss"]
 
 
-def _check_weight(name: str, value: float) -> float:
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 def _check_hparams(alpha: float, beta: float, delta: float, label_floor: float) -> None:
-    _check_weight("alpha", alpha)
-    _check_weight("beta", beta)
+    check_nonnegative("alpha", alpha)
+    check_nonnegative("beta", beta)
     check_unit_interval("delta", delta, low_open=True, high_open=False)
     check_unit_interval("label_floor", label_floor, low_open=False, high_open=True)
 
@@ -89,8 +84,12 @@ def in_trust_loss(
     return reduce_rows(masked_rows(per_row, flat.valid), flat, reduction, denom)
 
 
-class InTrustLoss(nn.Module):
-    """Module form of :func:`in_trust_loss`; ``epoch`` is accepted and ignored."""
+class InTrustLoss(LossModule):
+    """Module form of :func:`in_trust_loss`.
+
+    ``forward(logits [N, V] | [B, T, V], target [N] | [B, T], epoch=None, num_items_in_batch=None)``
+    (``epoch`` is accepted and ignored).
+    """
 
     def __init__(
         self,
@@ -101,28 +100,6 @@ class InTrustLoss(nn.Module):
         ignore_index: int = -100,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
         _check_hparams(alpha, beta, delta, label_floor)
-        self.alpha, self.beta, self.delta = float(alpha), float(beta), float(delta)
-        self.label_floor = float(label_floor)
-        self.ignore_index = int(ignore_index)
-        self.reduction = check_reduction(reduction)
-
-    def forward(
-        self,
-        logits: Tensor,
-        target: Tensor,
-        epoch: float | None = None,
-        num_items_in_batch: int | float | Tensor | None = None,
-    ) -> Tensor:
-        return in_trust_loss(
-            logits,
-            target,
-            alpha=self.alpha,
-            beta=self.beta,
-            delta=self.delta,
-            label_floor=self.label_floor,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            num_items_in_batch=num_items_in_batch,
-        )
+        hparams = {"alpha": alpha, "beta": beta, "delta": delta, "label_floor": label_floor}
+        super().__init__(in_trust_loss, hparams, ignore_index, reduction)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from dece.losses._module import LossModule
 from dece.losses._reduce import (
+    check_nonnegative,
     check_reduction,
     denominator,
     flatten_inputs,
@@ -28,9 +30,8 @@ __all__ = ["SCELoss", "sce_loss"]
 
 
 def _check_hparams(alpha: float, beta: float, log_zero: float) -> None:
-    for name, v in (("alpha", alpha), ("beta", beta)):
-        if not math.isfinite(float(v)) or float(v) < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    check_nonnegative("alpha", alpha)
+    check_nonnegative("beta", beta)
     if not math.isfinite(float(log_zero)) or float(log_zero) >= 0:
         raise ValueError(f"log_zero must be a finite negative number, got {log_zero!r}")
 
@@ -61,8 +62,12 @@ def sce_loss(
     return reduce_rows(masked_rows(per_row, flat.valid), flat, reduction, denom)
 
 
-class SCELoss(nn.Module):
-    """Module form of :func:`sce_loss`; ``epoch`` is accepted and ignored."""
+class SCELoss(LossModule):
+    """Module form of :func:`sce_loss`.
+
+    ``forward(logits [N, V] | [B, T, V], target [N] | [B, T], epoch=None, num_items_in_batch=None)``
+    (``epoch`` is accepted and ignored).
+    """
 
     def __init__(
         self,
@@ -72,26 +77,6 @@ class SCELoss(nn.Module):
         ignore_index: int = -100,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
         _check_hparams(alpha, beta, log_zero)
-        self.alpha, self.beta, self.log_zero = float(alpha), float(beta), float(log_zero)
-        self.ignore_index = int(ignore_index)
-        self.reduction = check_reduction(reduction)
-
-    def forward(
-        self,
-        logits: Tensor,
-        target: Tensor,
-        epoch: float | None = None,
-        num_items_in_batch: int | float | Tensor | None = None,
-    ) -> Tensor:
-        return sce_loss(
-            logits,
-            target,
-            alpha=self.alpha,
-            beta=self.beta,
-            log_zero=self.log_zero,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            num_items_in_batch=num_items_in_batch,
-        )
+        hparams = {"alpha": alpha, "beta": beta, "log_zero": log_zero}
+        super().__init__(sce_loss, hparams, ignore_index, reduction)
