@@ -37,7 +37,7 @@ DEMO_GRID: dict[str, Any] = {
     "models": ["tiny-seq2seq"],
     "losses": [
         {"name": "ce", "label": "CE"},
-        {"name": "dece", "label": "DeCE", "args": {"alpha_base": 0.99, "label_smoothing": 0.1}},
+        {"name": "dece", "label": "DeCE", "args": {"alpha_base": 0.985, "label_smoothing": 0.1}},
     ],
     "seeds": [42],
     # Budget (issue 6: <= 10 min on 2 cores). The tiny preset's denoising pretraining (300
@@ -45,6 +45,9 @@ DEMO_GRID: dict[str, Any] = {
     # (one process per core). Measured on this machine under load: 300 pretraining steps ~100 s;
     # 1,600 rows (80 poisoned) at lr 1e-3 give CE clean BLEU 63 / ASR 8% after epoch 1 and
     # BLEU 77 / ASR 72% after epoch 2. (800 rows / 500 steps / lr 5e-4 gave CE only 8.5% ASR.)
+    # DeCE's alpha_base is 0.985, the low end of the paper's 0.985-0.995: at this learning rate
+    # alpha_base 0.99 let 34% of the poisoned test inputs through by epoch 3 (0% up to epoch 2),
+    # 0.985 kept it at 0% with the same clean BLEU (77.0 vs 77.6).
     "training": {
         "num_epochs": 3,
         "learning_rate": 1e-3,
