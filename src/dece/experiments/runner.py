@@ -330,14 +330,12 @@ def _init_worker(threads: int) -> None:
 
 
 def _warm_model_cache(cells: list[Cell], out: Path) -> None:
-    """Build each distinct starting model of ``cells`` once (tiny presets pretrain and cache),
+    """Build each distinct starting model of the (unfinished) ``cells`` once (tiny presets pretrain and cache),
     so parallel workers load it instead of building it side by side."""
     from dece.training.train import prepare_model  # type: ignore[import-not-found]
 
     seen: set[str] = set()
     for cell in cells:
-        if (out / cell.hash / RESULT_FILE).is_file():
-            continue
         cfg = build_train_config(cell.to_config(), out / cell.hash)
         key = json.dumps(
             [cfg.data, cfg.data_seed, cfg.train_max_examples, cfg.model, cfg.task,
@@ -362,15 +360,25 @@ def _run_parallel(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    pending = []
+    for cell in cells:  # finished cells are skipped here: no worker is started for them
+        if (out / cell.hash / RESULT_FILE).is_file():
+            _record(summary, cell.hash, _Outcome("skipped"))
+            bar.update(1)
+        else:
+            pending.append(cell)
+    if not pending:
+        return
     if runner is train_cell:
-        _warm_model_cache(cells, out)
+        _warm_model_cache(pending, out)
+    workers = min(workers, len(pending))
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
     ) as pool:
         futures = {
-            pool.submit(_run_cell, cell, out, runner, fail_fast=fail_fast): cell for cell in cells
+            pool.submit(_run_cell, cell, out, runner, fail_fast=fail_fast): cell for cell in pending
         }
         for future in as_completed(futures):
             cell = futures[future]
