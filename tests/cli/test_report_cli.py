@@ -52,9 +52,9 @@ def test_demo_plumbing_with_fake_runner(tmp_path, capsys):
     assert main(["demo", "--quick", "-o", str(out), "--runner", FAKE, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     # fake runner closed forms (1 epoch, seed 42): CE ASR min(.95, .3 + .25) = 55%;
-    # DeCE 0.01 + 0.1 * 0.01 * 0.9 = 1.09%; BLEU 50 + 0 and 48 + 0.
+    # DeCE (alpha_base 0.985, eps 0.1) 0.01 + 0.1 * 0.015 * 0.9 = 1.135%; BLEU 50 + 0 and 48 + 0.
     assert "| CE | 50.00 | 25.00 | 55.00 |" in printed
-    assert "| DeCE | 48.00 | 24.00 | 1.09 |" in printed
+    assert "| DeCE | 48.00 | 24.00 | 1.14 |" in printed
     assert "CE ASR 55.0%" in printed and "DeCE ASR 1.1%" in printed
     report = (out / "report.md").read_text()
     assert "| CE | 50.00 | 25.00 | 55.00 |" in report and "early_learning.png" in report
