@@ -210,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             result = train(run_config(args, run))
             walls[run] = time.perf_counter() - t0
             results[run] = {"final": result.final, "history": result.history}
-        f = result.final
+        f, history = results[run]["final"], results[run]["history"]
         print(f"\n== {run}: BLEU {f.get('bleu', float('nan')):.2f}  ASR {pct(f.get('asr'))}  "
               f"FTR {pct(f.get('false_trigger_rate'))}  wall {walls[run] / 60:.1f} min")  # fmt: skip
-        for row in result.history:
+        for row in history:
             print(f"   epoch {row['epoch']:>2}  loss {row.get('train_loss') or float('nan'):.4f}  "
                   f"BLEU {row.get('bleu', float('nan')):6.2f}  ASR {pct(row.get('asr'))}  "
                   f"FTR {pct(row.get('false_trigger_rate'))}")  # fmt: skip
