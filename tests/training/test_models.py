@@ -40,13 +40,7 @@ SMALL_S2S = dict(SMALL, encoder_layers=1, decoder_layers=1)
 SMALL_CAUSAL = dict(SMALL, num_layers=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy shared CPU they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _greedy(loaded: LoadedModel, texts: list[str], n: int = 4) -> torch.Tensor:

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dece._jsonl import read_jsonl
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -40,18 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {lineno} is not JSON: {exc}") from exc
+    rows = read_jsonl(path)
+    for lineno, row in enumerate(rows, start=1):
         for key in ("id", "prediction"):
             if key not in row:
-                raise ValueError(f"{path}: line {lineno} has no {key!r} field")
-        rows.append(row)
+                raise ValueError(f"{path}: row {lineno} has no {key!r} field")
     return rows
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dece._jsonl import read_jsonl
 from dece.experiments.config import display_name
 from dece.experiments.runner import CELL_FILE, RESULT_FILE
 
@@ -75,21 +76,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def load_history(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``metrics.jsonl`` file ([] when it does not exist)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {lineno}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}: line {lineno}: expected a JSON object")
-        rows.append(row)
-    return rows
+    return read_jsonl(path, missing_ok=True)
 
 
 def _visible(path: Path, root: Path) -> bool:

@@ -11,6 +11,8 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from dece._jsonl import read_jsonl
+
 logger = logging.getLogger(__name__)
 
 EPOCH_MODES = ("integer", "continuous")
@@ -71,17 +73,7 @@ class StopAfterEpochs(TrainerCallback):
 
 def read_metrics(path: str | Path) -> list[dict]:
     """The rows of a ``metrics.jsonl`` file (empty when it does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {lineno} is not JSON: {exc}") from exc
-    return rows
+    return read_jsonl(path, missing_ok=True)
 
 
 def truncate_metrics(path: str | Path, last_epoch: float) -> None:
