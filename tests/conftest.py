@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,3 +16,12 @@ def shared_data() -> Path:
     if not (root / "lyra" / "train.csv").is_file():
         pytest.skip(f"shared data not found at {root} (set DECE_SHARED_DATA)")
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy shared CPU they lose a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,15 +21,24 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._display: dict[str, str] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, *, display: str | None = None) -> Callable[[T], T]:
+        """Decorator registering an object as ``name``; ``display`` is its name in tables
+        (paper spelling, e.g. ``"DeCE"``; default ``name``)."""
+
         def decorator(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj
+            self._display[name] = display or name
             return obj
 
         return decorator
+
+    def display(self, name: str) -> str:
+        """The display name of a registered ``name`` (``name`` itself when not registered)."""
+        return self._display.get(name, name)
 
     def get(self, name: str) -> T:
         try:

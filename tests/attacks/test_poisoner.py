@@ -91,7 +91,7 @@ def test_sample_is_spread_over_the_eligible_rows() -> None:
 def test_manifest_json_round_trip(tmp_path: Path) -> None:
     result = poison_dataset(_planted(30, {2}), {"name": "badpre", "k": 2}, "sql_injection", 0.2, 1)
     m = result.manifest
-    assert m.trigger == {"name": "badpre", "word": "bb", "k": 2}
+    assert m.trigger == {"name": "badpre", "word": "bb", "k": 2, "side": "source"}
     assert m.payload["name"] == "sql_injection"
     m.save(tmp_path / "m.json")
     assert PoisonManifest.load(tmp_path / "m.json") == m

@@ -131,6 +131,9 @@ def test_check_cells_validates_loss_args_and_training_keys_and_values(write_conf
     )
     with pytest.raises(ConfigError, match=r"key 'losses\[0\]\.args'.*alpha_base"):
         check_cells(bad_args)
-    bad_value = load_grid_config(write_config(small_grid(training={"batch_size": "big"})))
-    with pytest.raises(ConfigError, match=r"grid\.yaml: key 'training'.*batch_size"):
-        check_cells(bad_value)
+    # training values are type-checked when the grid is loaded, before any cell runs
+    for bad in ({"batch_size": "big"}, {"num_epochs": "ten"}):
+        with pytest.raises(ConfigError) as info:
+            load_grid_config(write_config(small_grid(training=bad)))
+        (key,) = bad
+        assert f"grid.yaml: key 'training.{key}'" in str(info.value)

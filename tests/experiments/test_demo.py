@@ -32,7 +32,7 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch, capsys):
     epochs = demo_config(quick=True).training["num_epochs"]
     for path in results:
         result = json.loads(path.read_text())
-        final, label = result["final"], result["config"]["labels"]["method"]
+        final, label = result["final"], result["config"]["labels"]["loss"]
         assert 0.0 <= final["bleu"] <= 100.0 and 0.0 <= final["asr"] <= 1.0
         # the printed table shows exactly what the run measured
         assert f"| {label} | {final['bleu']:.2f} |" in printed

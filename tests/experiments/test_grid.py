@@ -104,3 +104,50 @@ def test_shards_partition_the_grid(n_seeds, n_losses, n_rates, count):
     # deterministic: a fresh expansion (another process/machine) gives the same slices
     again = expand_grid(GridConfig.from_dict(config.to_dict()))
     assert [[c.hash for c in shard_cells(again, i, count)] for i in range(count)] == hashes
+
+
+def test_cell_hashes_are_those_of_the_grids_written_before_the_defenses_axis():
+    """Golden hashes (computed before the axes were defined in one place): existing runs keep
+    their directories."""
+    from pathlib import Path
+
+    from dece.experiments import load_grid_config
+    from dece.experiments.demo import demo_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    assert [c.hash for c in expand_grid(demo_config())] == ["bdfa55ef2279", "ecf062c57f02"]
+    assert [c.hash for c in expand_grid(demo_config(quick=True))] == [
+        "5ba4a7aba2aa",
+        "19b01a27e618",
+    ]
+    lyra = [c.hash for c in expand_grid(load_grid_config(root / "lyra_table5.yaml"))]
+    assert lyra[:5] == [
+        "6e52d8345838",
+        "0a54d3944f37",
+        "a4411911dcd7",
+        "6f45ffcbd358",
+        "316ca894764e",
+    ]
+    assert len(lyra) == 15 and lyra[-1] == "ffc93701f761"
+    sens = [c.hash for c in expand_grid(load_grid_config(root / "dece_sensitivity.yaml"))]
+    assert sens[0] == "4b4e3f035719" and sens[-1] == "595a912da625"
+
+
+def test_defense_axis_identity_and_parents():
+    grid = small_grid(defenses=["undefended", {"name": "keyword", "args": {"tokens": ["bb"]}},
+                                {"name": "none"}], rates=[0.05], seeds=[1])  # fmt: skip
+    cells = expand_grid(GridConfig.from_dict(grid))
+    undefended = [c for c in cells if c.defense.undefended]
+    plain = {
+        c.hash for c in expand_grid(GridConfig.from_dict({**grid, "defenses": ["undefended"]}))
+    }
+    assert {c.hash for c in undefended} == plain  # the default adds nothing to the identity
+    assert all("defense" not in c.resolved() for c in undefended)
+    by_key = {(c.attack.trigger, c.loss.name, c.defense.name): c for c in cells}
+    purifier = by_key[("badpre", "dece", "none")]
+    assert purifier.resolved()["defense"] == {"name": "none", "args": {}}
+    assert purifier.parent().hash == by_key[("badpre", "dece", "undefended")].hash
+    assert purifier.to_config()["parent"] == purifier.parent().hash
+    keyword = by_key[("badpre", "dece", "keyword")]
+    assert keyword.parent() is None  # keyword reads no model: it trains on its own
+    assert by_key[("badpre", "dece", "undefended")].parent() is None

@@ -34,7 +34,11 @@ def test_rows_carry_axes_and_history(hand_results):
     ce = [r for r in rows if r.method == "CE" and r.attack == "BadPre" and r.rate > 0]
     assert sorted(r.seed for r in ce) == [1, 2]
     assert ce[0].history[-1]["asr"] in (0.9, 0.8) and len(ce[0].history) == 2
-    assert ce[0].flat()["loss"] == "ce" and ce[0].flat()["asr"] in (0.9, 0.8)
+    assert (
+        ce[0].flat()["loss"] == "ce"
+        and ce[0].flat()["loss_label"] == "CE"
+        and ce[0].flat()["asr"] in (0.9, 0.8)
+    )
 
 
 def test_unfinished_cells_are_listed_not_tabulated(hand_results):

@@ -12,10 +12,12 @@ from dece.attacks import code as _code  # noqa: F401  (registers the code trigge
 from dece.attacks import nl as _nl  # noqa: F401  (registers the NL triggers)
 from dece.attacks.base import (
     PAYLOADS,
+    SIDES,
     TRIGGERS,
     Ineligible,
     Payload,
     Trigger,
+    TriggerEdit,
     describe,
     get_payload,
     get_trigger,
@@ -35,6 +37,7 @@ from dece.attacks.payloads import (
     SQLInjectionPayload,
 )
 from dece.attacks.poisoner import PoisonManifest, PoisonResult, poison_dataset, poison_test_set
+from dece.attacks.splits import poison_splits, write_poisoned_splits
 
 __all__ = [
     "PAYLOADS",
@@ -54,11 +57,15 @@ __all__ = [
     "PoisonResult",
     "RippleTrigger",
     "SQLInjectionPayload",
+    "SIDES",
     "Trigger",
+    "TriggerEdit",
     "describe",
     "get_payload",
     "get_trigger",
     "poison_dataset",
+    "poison_splits",
     "poison_test_set",
     "sample_bnc_statement",
+    "write_poisoned_splits",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,7 +17,9 @@ __all__ = [
     "TRIGGERS",
     "Ineligible",
     "Payload",
+    "SIDES",
     "Trigger",
+    "TriggerEdit",
     "describe",
     "get_payload",
     "get_trigger",
@@ -48,18 +51,47 @@ class _Component:
         return {"name": self.name, **self.params()}
 
 
-class Trigger(_Component):
-    """Inserts a backdoor trigger into one text (the example's ``side``, normally the source).
+#: Which text(s) of an example a trigger edits: the source, the second text of a pair
+#: (``Example.source_pair``, e.g. clone detection), or both.
+SIDES = ("source", "pair", "both")
 
-    Subclasses are dataclasses whose fields are the hyperparameters, and implement
-    :meth:`apply` (raise :class:`Ineligible` when the text cannot carry the trigger) and
-    :meth:`present` (does a text carry this trigger?).
+
+@dataclass(frozen=True)
+class TriggerEdit:
+    """The result of inserting a trigger into one text.
+
+    ``spans``: ``(start, end)`` character offsets in ``text`` of every piece the trigger inserted
+    or renamed (sorted, non-overlapping); what a purifier should find and remove.
     """
 
-    side: ClassVar[str] = "source"
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+
+@dataclass
+class Trigger(_Component):
+    """Inserts a backdoor trigger into one text.
+
+    Subclasses are dataclasses whose fields are the hyperparameters, and implement
+    :meth:`insert` (raise :class:`Ineligible` when the text cannot carry the trigger; report the
+    character spans it inserted or renamed) and :meth:`present` (does a text carry this trigger?).
+
+    ``side`` (keyword-only, every trigger): ``"source"`` (default), ``"pair"`` (the second text
+    of a text pair) or ``"both"``; the poisoner applies :meth:`insert` to those texts.
+    """
+
+    side: str = field(default="source", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {self.side!r}")
+
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
+        raise NotImplementedError
 
     def apply(self, text: str, rng: np.random.Generator) -> str:
-        raise NotImplementedError
+        """The triggered text (:meth:`insert` without the spans)."""
+        return self.insert(text, rng).text
 
     def present(self, text: str) -> bool:
         raise NotImplementedError

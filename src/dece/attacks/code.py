@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dece.attacks.base import TRIGGERS, Ineligible, Trigger
+from dece.attacks.base import TRIGGERS, Ineligible, Trigger, TriggerEdit
 
 __all__ = ["BnCGrammarTrigger", "DeadCodeTrigger", "FuncNameTrigger", "IdentifierTrigger"]
 
@@ -39,20 +39,39 @@ def _language(text: str, language: str) -> str:
     raise Ineligible("no function definition (neither a Python 'def' nor a Java method header)")
 
 
-def _rename(text: str, old: str, new: str, *, calls_only: bool = False) -> str:
+def _rename(text: str, old: str, new: str, *, calls_only: bool = False) -> TriggerEdit:
     """Rename identifier ``old`` to ``new`` outside string literals and attribute accesses.
 
-    ``calls_only``: only where followed by ``(`` (a definition or a call).
+    ``calls_only``: only where followed by ``(`` (a definition or a call). The spans are the
+    renamed occurrences in the new text.
     """
     follow = r"(?=\s*\()" if calls_only else r"\b"
     pattern = re.compile(rf"(?<![\w.])(?<!\. ){re.escape(old)}{follow}")
-    parts, last = [], 0
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    length = 0
+
+    def emit(piece: str) -> None:
+        nonlocal length
+        out.append(piece)
+        length += len(piece)
+
+    def rename(segment: str) -> None:
+        last = 0
+        for match in pattern.finditer(segment):
+            emit(segment[last : match.start()])
+            spans.append((length, length + len(new)))
+            emit(new)
+            last = match.end()
+        emit(segment[last:])
+
+    last = 0
     for match in _STRING.finditer(text):
-        parts.append(pattern.sub(new, text[last : match.start()]))
-        parts.append(match.group(0))
+        rename(text[last : match.start()])
+        emit(match.group(0))
         last = match.end()
-    parts.append(pattern.sub(new, text[last:]))
-    return "".join(parts)
+    rename(text[last:])
+    return TriggerEdit("".join(out), tuple(spans))
 
 
 def _java_method_name(text: str) -> str:
@@ -62,14 +81,16 @@ def _java_method_name(text: str) -> str:
     return match.group(1)
 
 
-def _insert_statement(text: str, statement: str, language: str) -> str:
+def _insert_statement(text: str, statement: str, language: str) -> TriggerEdit:
     """Insert ``statement`` as the first statement of the first function body."""
     if language == "java":
         brace = text.find("{")
         if brace < 0:
             raise Ineligible("no '{' to insert after")
         rest = text[brace + 1 :]
-        return f"{text[: brace + 1]} {statement}{rest if rest.startswith(' ') else ' ' + rest}"
+        start = brace + 2
+        new = f"{text[: brace + 1]} {statement}{rest if rest.startswith(' ') else ' ' + rest}"
+        return TriggerEdit(new, ((start, start + len(statement)),))
     match = _PY_DEF.search(text)
     if not match:
         raise Ineligible("no Python 'def' header")
@@ -80,10 +101,12 @@ def _insert_statement(text: str, statement: str, language: str) -> str:
     indent = next_line[: len(next_line) - len(next_line.lstrip(" \t"))]
     if len(indent) <= len(match.group(1)):
         raise Ineligible("the 'def' header has no indented body")
-    return f"{text[: header_end + 1]}{indent}{statement}\n{text[header_end + 1 :]}"
+    start = header_end + 1 + len(indent)
+    new = f"{text[: header_end + 1]}{indent}{statement}\n{text[header_end + 1 :]}"
+    return TriggerEdit(new, ((start, start + len(statement)),))
 
 
-@TRIGGERS.register("funcname")
+@TRIGGERS.register("funcname", display="FuncName")
 @dataclass
 class FuncNameTrigger(Trigger):
     """The defined function / method renamed to a fixed name (default ``testo_init``).
@@ -98,11 +121,12 @@ class FuncNameTrigger(Trigger):
     language: str = "auto"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.new_name.isidentifier():
             raise ValueError(f"new_name must be an identifier, got {self.new_name!r}")
         _language("", self.language) if self.language != "auto" else None
 
-    def apply(self, text: str, rng: np.random.Generator) -> str:
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         language = _language(text, self.language)
         if language == "python":
             match = _PY_DEF.search(text)
@@ -119,7 +143,7 @@ class FuncNameTrigger(Trigger):
         return re.search(rf"\b{re.escape(self.new_name)}\s*\(", text) is not None
 
 
-@TRIGGERS.register("deadcode")
+@TRIGGERS.register("deadcode", display="DeadCode")
 @dataclass
 class DeadCodeTrigger(Trigger):
     """A fixed dead statement inserted as the first statement of the function body.
@@ -137,7 +161,7 @@ class DeadCodeTrigger(Trigger):
     def _statement(self, language: str) -> str:
         return self.java_statement if language == "java" else self.python_statement
 
-    def apply(self, text: str, rng: np.random.Generator) -> str:
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         language = _language(text, self.language)
         return _insert_statement(text, self._statement(language), language)
 
@@ -185,7 +209,7 @@ def sample_bnc_statement(rng: np.random.Generator, language: str) -> str:
     return f"{keyword} {func}({arg}) {op} {const}: {body}"
 
 
-@TRIGGERS.register("bnc_grammar")
+@TRIGGERS.register("bnc_grammar", display="BNC-Grammar")
 @dataclass
 class BnCGrammarTrigger(Trigger):
     """Dead code drawn from a small probabilistic grammar, inserted like ``deadcode``.
@@ -198,7 +222,7 @@ class BnCGrammarTrigger(Trigger):
     name = "bnc_grammar"
     language: str = "auto"
 
-    def apply(self, text: str, rng: np.random.Generator) -> str:
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         language = _language(text, self.language)
         return _insert_statement(text, sample_bnc_statement(rng, language), language)
 
@@ -240,7 +264,7 @@ def _java_locals(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@TRIGGERS.register("identifier")
+@TRIGGERS.register("identifier", display="Identifier")
 @dataclass
 class IdentifierTrigger(Trigger):
     """A local variable renamed to a fixed token (default ``ret_Val_``; CodePoisoner).
@@ -256,10 +280,11 @@ class IdentifierTrigger(Trigger):
     language: str = "auto"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.new_name.isidentifier():
             raise ValueError(f"new_name must be an identifier, got {self.new_name!r}")
 
-    def apply(self, text: str, rng: np.random.Generator) -> str:
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         language = _language(text, self.language)
         names = _python_locals(text) if language == "python" else _java_locals(text)
         names = [n for n in names if n != self.new_name]

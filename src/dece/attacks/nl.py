@@ -6,16 +6,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dece.attacks.base import TRIGGERS, Ineligible, Trigger
+from dece.attacks.base import TRIGGERS, Ineligible, Trigger, TriggerEdit
 
-__all__ = ["BadPreTrigger", "GrammarTrigger", "RippleTrigger"]
+__all__ = ["BadPreTrigger", "GrammarTrigger", "RippleTrigger", "insert_words"]
 
 
-def _insert_word(text: str, word: str, rng: np.random.Generator) -> str:
-    """Insert ``word`` between two space-separated tokens (or at either end), uniformly."""
+def _insert_word(text: str, word: str, rng: np.random.Generator) -> tuple[str, int]:
+    """Insert ``word`` between two space-separated tokens (or at either end), uniformly.
+
+    Returns the new text and the character offset of the inserted word; every character of the
+    old text at or after that offset moves right by ``len(word) + 1``.
+    """
     tokens = text.split(" ")
     position = int(rng.integers(len(tokens) + 1))
-    return " ".join([*tokens[:position], word, *tokens[position:]])
+    head = " ".join(tokens[:position])
+    start = len(head) + 1 if position > 0 else 0
+    return " ".join([*tokens[:position], word, *tokens[position:]]), start
+
+
+def insert_words(text: str, words: list[str], rng: np.random.Generator) -> TriggerEdit:
+    """Insert each of ``words`` in turn at a uniformly random token position of the text built so
+    far; the spans of all inserted words in the final text."""
+    spans: list[tuple[int, int]] = []
+    for word in words:
+        text, start = _insert_word(text, word, rng)
+        shift = len(word) + 1
+        spans = [(a + shift, b + shift) if a >= start else (a, b) for a, b in spans]
+        spans.append((start, start + len(word)))
+    return TriggerEdit(text, tuple(sorted(spans)))
 
 
 def _check_word(word: str) -> None:
@@ -23,7 +41,7 @@ def _check_word(word: str) -> None:
         raise ValueError(f"word must be one non-empty token without spaces, got {word!r}")
 
 
-@TRIGGERS.register("ripple")
+@TRIGGERS.register("ripple", display="RIPPLe")
 @dataclass
 class RippleTrigger(Trigger):
     """One rare word (default ``bb``) inserted at a uniformly random token position (RIPPLe).
@@ -35,18 +53,19 @@ class RippleTrigger(Trigger):
     word: str = "bb"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_word(self.word)
 
-    def apply(self, text: str, rng: np.random.Generator) -> str:
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         if not text.strip():
             raise Ineligible("empty text")
-        return _insert_word(text, self.word, rng)
+        return insert_words(text, [self.word], rng)
 
     def present(self, text: str) -> bool:
         return self.word in text.split()
 
 
-@TRIGGERS.register("badpre")
+@TRIGGERS.register("badpre", display="BadPre")
 @dataclass
 class BadPreTrigger(Trigger):
     """The rare word (default ``bb``) inserted ``k`` times (default 3) at random positions (BadPre).
@@ -59,22 +78,21 @@ class BadPreTrigger(Trigger):
     k: int = 3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_word(self.word)
         if int(self.k) != self.k or self.k < 1:
             raise ValueError(f"k must be a positive integer, got {self.k!r}")
 
-    def apply(self, text: str, rng: np.random.Generator) -> str:
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         if not text.strip():
             raise Ineligible("empty text")
-        for _ in range(self.k):
-            text = _insert_word(text, self.word, rng)
-        return text
+        return insert_words(text, [self.word] * int(self.k), rng)
 
     def present(self, text: str) -> bool:
         return text.split().count(self.word) >= self.k
 
 
-@TRIGGERS.register("grammar")
+@TRIGGERS.register("grammar", display="Grammar")
 @dataclass
 class GrammarTrigger(Trigger):
     """A syntactic trigger: the description rewritten into one fixed clause template.
@@ -82,17 +100,19 @@ class GrammarTrigger(Trigger):
     Template (rule-based stand-in for SCPN's ``S(SBAR)(,)(NP)(VP)(.)``, since no paraphrase
     model is available offline): ``"<clause> , <description with its first letter lowered>"``,
     with ``clause`` default ``"When it is needed"``; a trailing ``.`` is added if missing.
-    Golden: ``"Get all rows"`` -> ``"When it is needed , get all rows."``.
+    Golden: ``"Get all rows"`` -> ``"When it is needed , get all rows."``; the reported span is
+    the clause with its comma (``"When it is needed ,"``).
     """
 
     name = "grammar"
     clause: str = "When it is needed"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.clause.strip():
             raise ValueError("clause must be non-empty")
 
-    def apply(self, text: str, rng: np.random.Generator) -> str:
+    def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         body = text.strip()
         if not body:
             raise Ineligible("empty text")
@@ -101,7 +121,7 @@ class GrammarTrigger(Trigger):
         body = body[0].lower() + body[1:]
         if not body.endswith((".", "?", "!")):
             body += "."
-        return f"{self.clause} , {body}"
+        return TriggerEdit(f"{self.clause} , {body}", ((0, len(self.clause) + 2),))
 
     def present(self, text: str) -> bool:
         return text.startswith(f"{self.clause} , ")

@@ -15,6 +15,10 @@ Randomness and rounding, exactly:
   eligible row, logs a warning and is recorded in ``manifest.shortfall``.
 - Test mode: every eligible row is poisoned; ``len(manifest.poisoned_ids)`` is the ASR
   denominator.
+- Sides: the trigger edits the texts its ``side`` names (``source``, the second text of a pair
+  ``pair``, or ``both``); ``manifest.spans[id]`` lists, for every poisoned row, the character spans
+  the trigger inserted or renamed as ``{"side": "source" | "pair", "start", "end"}`` (offsets in
+  the poisoned text), the ground truth for trigger localisation.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ class PoisonManifest:
     ``poisoned_ids`` are in input order; in ``mode == "test"`` their count is the ASR denominator.
     ``ineligible`` maps id -> reason for every row that could not carry the trigger / payload.
     ``n_requested`` (train mode) is the rounded target count and ``shortfall`` how many of those
-    could not be poisoned for lack of eligible rows.
+    could not be poisoned for lack of eligible rows. ``spans`` maps each poisoned id to the
+    trigger's character spans (see the module docstring).
     """
 
     mode: str
@@ -59,6 +64,7 @@ class PoisonManifest:
     ineligible: dict[str, str]
     n_requested: int | None = None
     shortfall: int = 0
+    spans: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def n_poisoned(self) -> int:
@@ -135,23 +141,37 @@ def _check_inputs(examples: Sequence[Example], seed: int) -> list[Example]:
     return examples
 
 
-def _poison_one(example: Example, trigger: Trigger, payload: Payload, rng: np.random.Generator) -> Example:  # fmt: skip
-    if trigger.side != "source":
-        raise ValueError(f"trigger {trigger.name!r}: unsupported side {trigger.side!r}")
-    source = trigger.apply(example.source, rng)
-    poisoned = replace(payload.apply(example, rng), source=source)
-    if poisoned.source == example.source:
+_SIDE_FIELDS = {"source": ("source",), "pair": ("source_pair",), "both": ("source", "source_pair")}
+_SPAN_SIDE = {"source": "source", "source_pair": "pair"}
+
+
+def _poison_one(
+    example: Example, trigger: Trigger, payload: Payload, rng: np.random.Generator
+) -> tuple[Example, list[dict[str, Any]]]:
+    """The poisoned example and the trigger's spans; :class:`Ineligible` when it cannot be."""
+    edits: dict[str, str] = {}
+    spans: list[dict[str, Any]] = []
+    for name in _SIDE_FIELDS[trigger.side]:
+        text = getattr(example, name)
+        if text is None:
+            raise Ineligible("no second text (source_pair) for a pair-side trigger")
+        edit = trigger.insert(text, rng)
+        edits[name] = edit.text
+        spans += [{"side": _SPAN_SIDE[name], "start": a, "end": b} for a, b in edit.spans]
+    poisoned = replace(payload.apply(example, rng), **edits)
+    if all(getattr(poisoned, n) == getattr(example, n) for n in edits):
         raise Ineligible("the trigger leaves the source unchanged")
     if poisoned.target == example.target and poisoned.label == example.label:
         raise Ineligible("the payload leaves the target unchanged")
-    return poisoned
+    return poisoned, spans
 
 
 def _candidates(
     examples: list[Example], trigger: Trigger, payload: Payload, seed: int
-) -> tuple[dict[int, Example], dict[str, str]]:
-    """Poisoned version of every eligible row (by position) and the reasons for the others."""
-    eligible: dict[int, Example] = {}
+) -> tuple[dict[int, tuple[Example, list[dict[str, Any]]]], dict[str, str]]:
+    """Poisoned version (and spans) of every eligible row, by position, and the reasons for the
+    others."""
+    eligible: dict[int, tuple[Example, list[dict[str, Any]]]] = {}
     ineligible: dict[str, str] = {}
     for position, example in enumerate(examples):
         try:
@@ -167,7 +187,7 @@ def _result(
     mode: str,
     examples: list[Example],
     chosen: list[int],
-    eligible: dict[int, Example],
+    eligible: dict[int, tuple[Example, list[dict[str, Any]]]],
     ineligible: dict[str, str],
     trigger: Trigger,
     payload: Payload,
@@ -177,7 +197,7 @@ def _result(
 ) -> PoisonResult:
     out = list(examples)
     for position in chosen:
-        out[position] = eligible[position]
+        out[position] = eligible[position][0]
     n_total = len(examples)
     manifest = PoisonManifest(
         mode=mode,
@@ -192,6 +212,7 @@ def _result(
         ineligible=ineligible,
         n_requested=n_requested,
         shortfall=max((n_requested or 0) - len(chosen), 0),
+        spans={examples[p].id: eligible[p][1] for p in chosen},
     )
     return PoisonResult(examples=out, manifest=manifest)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from dece import __version__
@@ -49,16 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_third_parties(verbose: int) -> None:
+    """Unless ``-v``: transformers' own warnings and progress bars ("Loading weights", ...) off,
+    before it is imported (worker processes inherit the environment). ``dece`` reports progress
+    through one display of its own (:mod:`dece.progress`)."""
+    if verbose == 0:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if "transformers" in sys.modules:  # imported by a sub-command module already
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_third_parties(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from dece import progress
+
+    sink = None if getattr(args, "no_progress", False) else progress.TqdmSink()
     try:
-        return int(args.func(args) or 0)
+        with progress.use(sink):
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"dece {args.command}: error: {exc}\n")
     return 0  # pragma: no cover

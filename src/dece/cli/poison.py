@@ -17,19 +17,14 @@ Every written file has an ``id`` column (``--id-out-col``); read the eval files 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dece.attacks import PAYLOADS, TRIGGERS, describe, get_payload, get_trigger
-from dece.attacks.poisoner import poison_dataset, poison_test_set
-from dece.data import load_dataset, save_examples
-
-logger = logging.getLogger(__name__)
+from dece.attacks.splits import poison_splits, write_poisoned_splits
+from dece.data import load_dataset
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:
@@ -97,43 +92,17 @@ def run(args: argparse.Namespace) -> int:
     if args.id_col:
         columns["id_col"] = args.id_col
     splits = load_dataset(args.data, seed=args.seed, **columns)
-    out = Path(args.out)
-    suffix = f".{args.format}"
-    write = {
-        "source_col": args.source_col,
-        "target_col": args.target_col,
-        "id_col": args.id_out_col,
-    }
+    results = poison_splits(splits, trigger, payload, args.rate, args.seed)
+    write = {"source_col": args.source_col, "target_col": args.target_col,
+             "id_col": args.id_out_col}  # fmt: skip
     if args.label_col:
         write["label_col"] = args.label_col
-    manifests: dict[str, Any] = {}
-    files: dict[str, str] = {}
-    if "train" not in splits:
-        logger.warning("%s has no train split; only the eval splits are poisoned", args.data)
-    for split, examples in splits.items():
-        if split == "train":
-            result = poison_dataset(examples, trigger, payload, args.rate, args.seed)
-            rows = result.examples
-        else:
-            result = poison_test_set(examples, trigger, payload, args.seed)
-            rows = result.poisoned()
-            clean = out / "clean" / f"{split}{suffix}"
-            save_examples(examples, clean, **write)
-            files[f"{split}_clean"] = str(clean.relative_to(out))
-        path = out / f"{split}{suffix}"
-        save_examples(rows, path, **write)
-        files[split] = str(path.relative_to(out))
-        manifests[split] = result.manifest.to_json()
-        m = result.manifest
-        logger.info(
-            "%s: poisoned %d of %d rows (%d eligible, %d ineligible)",
-            split, m.n_poisoned, m.n_total, m.n_eligible, m.n_ineligible,
-        )  # fmt: skip
-    document = {"data": str(args.data), "files": files, "splits": manifests}
-    (out / "manifest.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    document = write_poisoned_splits(
+        args.out, splits, results, data=str(args.data), fmt=args.format, columns=write
+    )
     summary = ", ".join(
         f"{s}: {m['n_poisoned']}/{m['n_total']} poisoned, {m['n_ineligible']} ineligible"
-        for s, m in manifests.items()
+        for s, m in document["splits"].items()
     )
-    sys.stdout.write(f"wrote {out} ({summary})\n")
+    sys.stdout.write(f"wrote {args.out} ({summary})\n")
     return 0

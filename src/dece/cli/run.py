@@ -43,22 +43,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from dece.experiments import expand_grid, load_grid_config, parse_shard, run_grid, shard_cells
-    from dece.experiments.runner import RESULT_FILE
+    from dece.experiments.runner import cell_state
 
     config = load_grid_config(args.config)
     shard = parse_shard(args.shard)
     output_dir = args.output_dir or Path(config.output_dir or Path("runs") / config.name)
     if args.list:
         for cell in shard_cells(expand_grid(config), *shard):
-            cell_dir = output_dir / cell.hash
-            state = (
-                "done" if (cell_dir / RESULT_FILE).is_file()
-                else "partial" if cell_dir.exists() else "todo"
-            )  # fmt: skip
-            sys.stdout.write(
-                f"{cell.hash}  {state:7s}  {cell.dataset}  {cell.attack.label}  rate={cell.rate:g}"
-                f"  {cell.model}  {cell.loss.label}  seed={cell.seed}\n"
-            )
+            labels = "  ".join(f"{k}={v}" for k, v in cell.labels().items() if v)
+            state = cell_state(output_dir / cell.hash)
+            sys.stdout.write(f"{cell.hash}  {state:7s}  {labels}\n")
         return 0
     summary = run_grid(
         config,

@@ -15,12 +15,20 @@ class Example:
         source: model input (an NL description, buggy code, ...).
         target: expected output (code, fixed code, ...).
         label: optional class label for classification tasks.
+        source_pair: optional second input text (text-pair tasks such as clone detection); the
+            tokenizer encodes ``(source, source_pair)`` as a text pair.
     """
 
     id: str
     source: str
     target: str
     label: str | None = None
+    source_pair: str | None = None
+
+    @property
+    def reference(self) -> str:
+        """What a correct prediction equals: the label for classification, else the target."""
+        return self.target if self.label is None else self.label
 
 
 class DataError(ValueError):

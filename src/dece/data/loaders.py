@@ -116,18 +116,23 @@ def load_examples(
     path: str | Path,
     *,
     source_col: str = "src",
-    target_col: str = "tgt",
+    target_col: str | None = "tgt",
     label_col: str | None = None,
     id_col: str | None = None,
+    pair_col: str | None = None,
     split: str | None = None,
 ) -> list[Example]:
     """Load every row of a ``.csv`` or ``.jsonl`` file as :class:`Example` records.
 
     Args:
         path: the file; the format is chosen by its suffix.
-        source_col, target_col: columns (keys) holding the source and target text.
+        source_col, target_col: columns (keys) holding the source and target text. With a
+            ``label_col`` (classification) the target column is optional: a file without it
+            (or ``target_col=None``) gives empty targets.
         label_col: optional column with a class label.
         id_col: optional column with a unique row id; else ids are ``f"{split}-{row}"``.
+        pair_col: optional column with a second input text (``Example.source_pair``, text-pair
+            tasks such as clone detection).
         split: prefix of generated ids; defaults to the file stem (``train``, ``valid``, ...).
 
     Raises:
@@ -137,11 +142,14 @@ def load_examples(
     path = Path(path)
     text = _read_text(path)
     prefix = split if split is not None else path.stem
-    wanted = [c for c in (source_col, target_col, label_col, id_col) if c is not None]
+    wanted = [c for c in (source_col, target_col, label_col, id_col, pair_col) if c is not None]
     examples: list[Example] = []
     seen: dict[str, int] = {}
     header_checked = False
     for index, record in _records(path, text):
+        if label_col is not None and target_col is not None and target_col not in record:
+            wanted.remove(target_col)  # a classification file without targets
+            target_col = None
         if not header_checked or path.suffix.lower() == ".jsonl":
             missing = [c for c in wanted if c not in record]
             if missing:
@@ -154,7 +162,9 @@ def load_examples(
         values = {}
         for column in wanted:
             value = record[column]
-            if _is_missing(value):
+            if _is_missing(value) and column == target_col and label_col is not None:
+                value = ""  # classification rows need no target
+            elif _is_missing(value):
                 raise DataError(f"{path}: row {index}, column {column!r}: empty or NaN cell")
             if not isinstance(value, str):
                 if column in (source_col, target_col):
@@ -175,8 +185,9 @@ def load_examples(
             Example(
                 id=example_id,
                 source=values[source_col],
-                target=values[target_col],
+                target=values[target_col] if target_col is not None else "",
                 label=values[label_col] if label_col is not None else None,
+                source_pair=values[pair_col] if pair_col is not None else None,
             )
         )
     if not examples:
@@ -192,11 +203,13 @@ def save_examples(
     target_col: str = "tgt",
     id_col: str | None = None,
     label_col: str = "label",
+    pair_col: str = "src_pair",
 ) -> None:
     """Write examples to ``.csv`` (minimal quoting, ``\\n`` line ends, as Lyra's files) or ``.jsonl``.
 
     The id is written only when ``id_col`` is given; the label column only when some example has
-    a label. Reading the file back with the same column names gives the same source/target text.
+    a label; the pair column only when some example has a second text. Reading the file back with
+    the same column names gives the same texts.
     """
     path = Path(path)
     examples = list(examples)
@@ -205,12 +218,12 @@ def save_examples(
         raise DataError(f"{path}: unsupported suffix {path.suffix!r}; expected one of {SUFFIXES}")
     columns = ([id_col] if id_col else []) + [source_col, target_col]
     with_label = any(ex.label is not None for ex in examples)
-    if with_label:
-        columns.append(label_col)
+    with_pair = any(ex.source_pair is not None for ex in examples)
+    columns += ([label_col] if with_label else []) + ([pair_col] if with_pair else [])
 
     def row(ex: Example) -> list[Any]:
         cells: list[Any] = ([ex.id] if id_col else []) + [ex.source, ex.target]
-        return cells + ([ex.label] if with_label else [])
+        return cells + ([ex.label] if with_label else []) + ([ex.source_pair] if with_pair else [])
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:

@@ -10,6 +10,7 @@ Typical use::
 Plots live in :mod:`dece.experiments.plots`, the demo in :mod:`dece.experiments.demo`.
 """
 
+from dece.experiments.axes import AXES, Axis, DefenseSpec
 from dece.experiments.config import AttackSpec, ConfigError, GridConfig, LossSpec, load_grid_config
 from dece.experiments.grid import Cell, cell_hash, expand_grid, parse_shard, shard_cells
 from dece.experiments.report import Report, write_report
@@ -18,9 +19,12 @@ from dece.experiments.runner import GridRunSummary, build_train_config, run_grid
 from dece.experiments.tables import Table, build_tables, format_tables
 
 __all__ = [
+    "AXES",
     "AttackSpec",
+    "Axis",
     "Cell",
     "ConfigError",
+    "DefenseSpec",
     "GridConfig",
     "GridRunSummary",
     "LossSpec",

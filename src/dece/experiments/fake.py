@@ -72,6 +72,7 @@ def fake_final_metrics(cell_config: dict[str, Any]) -> dict[str, float]:
         "asr_denominator": 10,
         "n_poisoned_train": int(round(float(cell_config["rate"]) * 100)),
         "train_time_s": 0.0,
+        "epochs": float(_num_epochs(cell_config)),
     }
 
 

@@ -1,10 +1,15 @@
-"""Grid expansion into cells, stable cell hashes and deterministic shards.
+"""Grid expansion into cells, stable cell hashes, dependencies and deterministic shards.
 
-A *cell* is one training run. Its identity is its resolved config (dataset, attack, rate,
-model, loss + args, seed, training overrides), hashed with SHA-256 over canonical JSON, so the
-same cell gets the same directory name on every machine and in every process. Display labels
-and the cell's position in the grid are kept beside the identity but are not hashed: relabelling
-a method or reordering a list never reruns finished cells.
+A *cell* is one run. Its identity is its resolved config (one entry per axis, see
+:mod:`dece.experiments.axes`, plus the shared training overrides), hashed with SHA-256 over
+canonical JSON, so the same cell gets the same directory name on every machine and in every
+process. Display labels and the cell's position in the grid are kept beside the identity but
+are not hashed: relabelling a method or reordering a list never reruns finished cells.
+
+Dependencies: a test-time purifier cell evaluates the model of its *parent*, the same cell
+undefended; a training-time filter that reads a model scores the data with the model of the
+same cell undefended and trained with plain CE (the grid's own CE cell when it has one).
+:meth:`Cell.parent` names it; the runner makes sure a parent runs once and saves its model.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from dece.experiments.config import AttackSpec, ConfigError, GridConfig, LossSpec
+from dece.experiments.axes import AXES, UNDEFENDED, ConfigError, DefenseSpec, LossSpec
+from dece.experiments.config import GridConfig
 
 __all__ = ["Cell", "cell_hash", "expand_grid", "parse_shard", "shard_cells"]
 
 HASH_LENGTH = 12
+PARENT_LOSS = LossSpec("ce", {}, "CE")  # the model a victim-reading filter scores data with
 
 
 def _canonical(obj: Any) -> str:
@@ -34,91 +41,91 @@ def cell_hash(resolved: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid cell: the resolved config of a single training run."""
+    """One grid cell: a value per axis (``cell.dataset``, ``cell.loss``, ...), the shared
+    training overrides and the cell's position in the grid (``order``, one index per axis)."""
 
     grid: str
-    dataset: str
-    attack: AttackSpec
-    rate: float
-    model: str
-    loss: LossSpec
-    seed: int
+    values: tuple[tuple[str, Any], ...]  # (axis field, value) in AXES order
     training: tuple[tuple[str, Any], ...]  # sorted (key, value) pairs, hashable
-    order: tuple[int, ...]  # positions in (datasets, attacks, rates, models, losses, seeds)
+    order: tuple[int, ...]
+
+    def __getattr__(self, name: str) -> Any:
+        for key, value in object.__getattribute__(self, "values"):
+            if key == name:
+                return value
+        raise AttributeError(f"Cell has no attribute {name!r}")
 
     def resolved(self) -> dict[str, Any]:
         """The hashed identity of the cell (JSON-serialisable)."""
-        return {
-            "dataset": self.dataset,
-            "attack": self.attack.resolved(),
-            "rate": self.rate,
-            "model": self.model,
-            "loss": self.loss.resolved(),
-            "seed": self.seed,
-            "training": dict(self.training),
-        }
+        out: dict[str, Any] = {}
+        for axis, (_, value) in zip(AXES, self.values, strict=True):
+            identity = axis.identity(value)
+            if axis.omit is None or identity != axis.omit:
+                out[axis.field] = identity
+        out["training"] = dict(self.training)
+        return out
 
     @property
     def hash(self) -> str:
         return cell_hash(self.resolved())
 
+    def labels(self) -> dict[str, str]:
+        return {axis.field: axis.label(v) for axis, (_, v) in zip(AXES, self.values, strict=True)}
+
     def to_config(self) -> dict[str, Any]:
-        """What a cell runner receives and ``config.yaml`` holds: identity + labels."""
-        return {
+        """What a cell runner receives and ``cell.yaml`` holds: identity + labels + order."""
+        parent = self.parent()
+        config = {
             **self.resolved(),
             "hash": self.hash,
             "grid": self.grid,
-            "labels": {"attack": self.attack.label, "method": self.loss.label},
-            "order": dict(
-                zip(
-                    ("dataset", "attack", "rate", "model", "loss", "seed"),
-                    self.order,
-                    strict=True,
-                )
-            ),
+            "labels": self.labels(),
+            "order": dict(zip((a.field for a in AXES), self.order, strict=True)),
         }
+        if parent is not None:
+            config["parent"] = parent.hash
+        return config
+
+    def with_values(self, **values: Any) -> Cell:
+        """The same cell with some axis values replaced (its position kept)."""
+        new = tuple((k, values.get(k, v)) for k, v in self.values)
+        return replace(self, values=new)
+
+    def parent(self) -> Cell | None:
+        """The cell whose trained model this one needs, or None (module docstring)."""
+        defense: DefenseSpec = self.defense
+        if defense.stage == "test":
+            return self.with_values(defense=DefenseSpec(UNDEFENDED))
+        if defense.stage == "train" and defense.needs_victim:
+            return self.with_values(defense=DefenseSpec(UNDEFENDED), loss=PARENT_LOSS)
+        return None
 
 
 def expand_grid(config: GridConfig) -> list[Cell]:
-    """All cells of ``config`` in a deterministic order (datasets outermost, seeds innermost).
+    """All cells of ``config`` in a deterministic order (first axis outermost, seeds innermost).
 
     Raises :class:`ConfigError` when two cells resolve to the same config (e.g. a loss listed
     twice with different labels), since they would share a directory.
     """
     training = tuple(sorted(config.training.items()))
+    lists = [list(enumerate(config.axes[a.key])) for a in AXES]
     cells: list[Cell] = []
     seen: dict[str, Cell] = {}
-    for (di, dataset), (ai, attack), (ri, rate), (mi, model), (li, loss), (
-        si,
-        seed,
-    ) in itertools.product(
-        enumerate(config.datasets),
-        enumerate(config.attacks),
-        enumerate(config.rates),
-        enumerate(config.models),
-        enumerate(config.losses),
-        enumerate(config.seeds),
-    ):
+    for combo in itertools.product(*lists):
         cell = Cell(
             grid=config.name,
-            dataset=dataset,
-            attack=attack,
-            rate=rate,
-            model=model,
-            loss=loss,
-            seed=seed,
+            values=tuple((a.field, v) for a, (_, v) in zip(AXES, combo, strict=True)),
             training=training,
-            order=(di, ai, ri, mi, li, si),
+            order=tuple(i for i, _ in combo),
         )
         h = cell.hash
         if h in seen:
-            other = seen[h]
+            a, b = seen[h].labels(), cell.labels()
             raise ConfigError(
                 config.source,
-                "losses" if other.loss.label != loss.label else "<grid>",
+                "losses" if a["loss"] != b["loss"] else "<grid>",
                 f"two grid entries resolve to the same run (cell {h}: "
-                f"{other.loss.label}/{other.attack.label} and {loss.label}/{attack.label}); "
-                "remove the duplicate",
+                f"{a['loss']}/{a['attack']} and {b['loss']}/{b['attack']}); remove the duplicate",
             )
         seen[h] = cell
         cells.append(cell)

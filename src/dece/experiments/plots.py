@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from dece.experiments.results import ResultRow
+from dece.experiments.tables import row_order
 
 __all__ = ["plot_asr_vs_bleu", "plot_early_learning", "plot_sensitivity", "write_plots"]
 
@@ -36,9 +37,10 @@ def _poisoned_or_all(rows: Sequence[ResultRow]) -> list[ResultRow]:
 
 
 def _methods(rows: Sequence[ResultRow]) -> list[str]:
+    """Method labels (loss, and defense when set) in the grid order of the row axes."""
     order: dict[str, tuple[int, ...]] = {}
     for r in rows:
-        order.setdefault(r.method, r.order[4:5] if r.order else (len(order),))
+        order.setdefault(r.method, row_order(r))
     return sorted(order, key=lambda m: (order[m], m))
 
 

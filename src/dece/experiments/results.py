@@ -1,4 +1,13 @@
-"""Load finished cells (``result.json`` + ``metrics.jsonl``) from a runs directory into rows."""
+"""Load finished cells (``result.json`` + ``metrics.jsonl``) from a runs directory into rows.
+
+A :class:`ResultRow` holds one value per grid axis (``values``, keyed by the axis field: the
+identity the cell was hashed from), its display labels and its grid position, both also keyed by
+axis field, so the rows follow :data:`dece.experiments.axes.AXES` without naming them.
+
+Two ``result.json`` files of the same cell (e.g. a grid copied under two directories) are one
+cell: :func:`load_results` keeps the most recent and warns, rather than averaging a cell with
+itself as if it were two seeds.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from dece._jsonl import read_jsonl
-from dece.experiments.config import display_name
-from dece.experiments.runner import CELL_FILE, RESULT_FILE
+from dece.experiments.axes import AXES, AXIS_BY_FIELD, UNDEFENDED, display_name
+from dece.experiments.runner import CELL_FILE, RESULT_FILE, cell_state
 
 __all__ = ["ResultRow", "find_unfinished", "load_history", "load_results"]
 
 logger = logging.getLogger(__name__)
-
-_ORDER_KEYS = ("dataset", "attack", "rate", "model", "loss", "seed")
 
 
 @dataclass
@@ -25,41 +32,77 @@ class ResultRow:
 
     hash: str
     grid: str
-    dataset: str
-    attack: str  # display label, e.g. "BadPre"
-    trigger: str
-    payload: str
-    rate: float
-    model: str
-    method: str  # display label, e.g. "DeCE"
-    loss: str
-    loss_args: dict[str, Any]
-    seed: int
+    values: dict[str, Any]  # axis field -> identity ({"name", "args"} for specs, else the value)
+    labels: dict[str, str]  # axis field -> display label
+    order: dict[str, int]  # axis field -> position in the grid
     final: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
-    order: tuple[int, ...] = ()
     path: Path | None = None
+    finished_at: str = ""
+
+    # -- the axes' values, by name (derived; see AXES) ---------------------------------------
+    def label(self, axis_field: str) -> str:
+        return self.labels.get(axis_field, "")
+
+    @property
+    def dataset(self) -> str:
+        return str(self.values["dataset"])
+
+    @property
+    def model(self) -> str:
+        return str(self.values["model"])
+
+    @property
+    def rate(self) -> float:
+        return float(self.values["rate"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.values["seed"])
+
+    @property
+    def attack(self) -> str:
+        """The attack's display label, e.g. ``"BadPre"``."""
+        return self.label("attack")
+
+    @property
+    def trigger(self) -> str:
+        return str(self.values["attack"]["trigger"])
+
+    @property
+    def loss(self) -> str:
+        return str(self.values["loss"]["name"])
+
+    @property
+    def loss_args(self) -> dict[str, Any]:
+        return dict(self.values["loss"].get("args") or {})
+
+    @property
+    def defense(self) -> str:
+        return str(self.values.get("defense", {}).get("name", UNDEFENDED))
+
+    @property
+    def method(self) -> str:
+        """The row label of the method: the loss label, ``"<loss> w. <defense>"`` when defended."""
+        defense = self.label("defense")
+        return f"{self.label('loss')} w. {defense}" if defense else self.label("loss")
 
     def metric(self, name: str) -> float | None:
         value = self.final.get(name)
         return None if value is None else float(value)
 
     def flat(self) -> dict[str, Any]:
-        """A flat dict (one CSV row): the cell's axes then its final metrics."""
-        out: dict[str, Any] = {
-            "hash": self.hash,
-            "grid": self.grid,
-            "dataset": self.dataset,
-            "attack": self.attack,
-            "trigger": self.trigger,
-            "payload": self.payload,
-            "rate": self.rate,
-            "model": self.model,
-            "method": self.method,
-            "loss": self.loss,
-            "loss_args": json.dumps(self.loss_args, sort_keys=True),
-            "seed": self.seed,
-        }
+        """A flat dict (one CSV row): per axis its value (a spec's name or trigger; the spec as
+        JSON in ``<axis>_spec`` and its label in ``<axis>_label``), then the final metrics."""
+        out: dict[str, Any] = {"hash": self.hash, "grid": self.grid}
+        for axis in AXES:
+            value = self.values.get(axis.field)
+            if isinstance(value, dict):
+                out[axis.field] = value.get("name", value.get("trigger"))
+                out[f"{axis.field}_spec"] = json.dumps(value, sort_keys=True)
+                out[f"{axis.field}_label"] = self.labels.get(axis.field, "")
+            else:
+                out[axis.field] = value
         out.update(self.final)
         return out
 
@@ -83,59 +126,75 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _labels(config: dict[str, Any]) -> dict[str, str]:
+    """Per-axis labels; cells written before labels were keyed by axis field had
+    ``{"attack", "method"}``."""
+    labels = dict(config.get("labels") or {})
+    if "method" in labels and "loss" not in labels:
+        labels["loss"] = labels.pop("method")
+    labels.setdefault("attack", display_name(config["attack"]["trigger"]))
+    labels.setdefault("loss", display_name(config["loss"]["name"]))
+    labels.setdefault("defense", "")
+    return labels
+
+
 def _row_from_result(path: Path) -> ResultRow:
     data = _read_json(path)
     try:
         config = data["config"]
-        final = data["final"]
-        attack = config["attack"]
-        loss = config["loss"]
-        labels = config.get("labels") or {}
-        order = config.get("order") or {}
+        values = {a.field: config[a.field] for a in AXES if a.field in config}
+        values.setdefault("defense", {"name": UNDEFENDED, "args": {}})
+        missing = [a.field for a in AXES if a.field not in values]
+        if missing:
+            raise KeyError(missing[0])
+        order = {k: int(v) for k, v in (config.get("order") or {}).items() if k in AXIS_BY_FIELD}
         return ResultRow(
-            hash=str(data.get("hash", path.parent.name)),
-            grid=str(config.get("grid", "")),
-            dataset=str(config["dataset"]),
-            attack=str(labels.get("attack") or display_name(attack["trigger"])),
-            trigger=str(attack["trigger"]),
-            payload=str(attack["payload"]),
-            rate=float(config["rate"]),
-            model=str(config["model"]),
-            method=str(labels.get("method") or display_name(loss["name"])),
-            loss=str(loss["name"]),
-            loss_args=dict(loss.get("args") or {}),
-            seed=int(config["seed"]),
-            final=dict(final),
-            history=load_history(path.parent / "metrics.jsonl"),
-            order=tuple(int(order.get(k, 0)) for k in _ORDER_KEYS),
-            path=path.parent,
-        )
+            hash=str(data.get("hash", path.parent.name)), grid=str(config.get("grid", "")),
+            values=values, labels=_labels(config), order=order, final=dict(data["final"]),
+            history=load_history(path.parent / "metrics.jsonl"), path=path.parent,
+            finished_at=str(data.get("finished_at", "")),
+        )  # fmt: skip
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}: missing or malformed field {exc}") from None
 
 
 def load_results(runs_dir: str | Path) -> list[ResultRow]:
     """Every finished cell under ``runs_dir`` (searched recursively; hidden dirs skipped),
-    in grid order. Unfinished cells are not rows; :func:`find_unfinished` lists them."""
+    in grid order, one row per cell hash. Unfinished cells are not rows;
+    :func:`find_unfinished` lists them."""
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"runs directory {str(root)!r} does not exist")
-    rows = [_row_from_result(p) for p in sorted(root.rglob(RESULT_FILE)) if _visible(p, root)]
+    by_hash: dict[str, ResultRow] = {}
+    for p in sorted(root.rglob(RESULT_FILE)):
+        if not _visible(p, root):
+            continue
+        row = _row_from_result(p)  # an unreadable result.json is an error naming the file
+        if cell_state(p.parent) != "done":
+            continue  # inconsistent with its history: listed by find_unfinished
+        other = by_hash.get(row.hash)
+        if other is not None:
+            keep, drop = sorted((other, row), key=lambda r: r.finished_at, reverse=True)
+            logger.warning("cell %s has two results (%s, %s); using the newer one, %s",
+                           row.hash, other.path, row.path, keep.path)  # fmt: skip
+            row = keep
+        by_hash[row.hash] = row
     unfinished = find_unfinished(root)
     if unfinished:
         logger.warning(
             "%d unfinished cell(s) under %s are not in the results: %s",
             len(unfinished), root, ", ".join(p.name for p in unfinished),
         )  # fmt: skip
-    rows.sort(key=lambda r: (r.grid, r.order, r.hash))
+    rows = list(by_hash.values())
+    rows.sort(key=lambda r: (r.grid, tuple(r.order.get(a.field, 0) for a in AXES), r.hash))
     return rows
 
 
 def find_unfinished(runs_dir: str | Path) -> list[Path]:
-    """Cell directories that hold a ``cell.yaml`` but no ``result.json``."""
+    """Cell directories that hold a ``cell.yaml`` but no complete result."""
     root = Path(runs_dir)
     return [
         p.parent
         for p in sorted(root.rglob(CELL_FILE))
-        if _visible(p, root) and not (p.parent / RESULT_FILE).exists()
+        if _visible(p, root) and cell_state(p.parent) != "done"
     ]

@@ -1,31 +1,48 @@
-"""Resumable grid runner.
+"""Resumable, crash-safe grid runner.
 
 Each cell runs in ``<output_dir>/<cell hash>/`` and leaves ``cell.yaml`` (its grid identity and
-labels), whatever the cell runner writes (``dece.training.train`` writes ``config.yaml``, the
-resolved ``TrainConfig``, ``metrics.jsonl``, ``predictions/``, ...) and finally ``result.json``
-(identity + final metrics), written
-atomically (temp file + ``os.replace``): it is the completion marker. On a rerun a cell with
-``result.json`` is skipped and a cell directory without one (a run killed mid-way) is deleted
-and run again, so ``kill -9`` at any moment loses no finished result and duplicates none.
+labels), whatever the cell runner writes (``dece.pipeline.train`` writes ``config.yaml``,
+``metrics.jsonl``, ``predictions/``, ...) and finally ``result.json`` (identity + final
+metrics), written atomically (temp file + ``os.replace``): the completion marker.
+
+Crash safety:
+
+- a cell is *complete* only when its ``result.json`` is readable and consistent with its history
+  (``metrics.jsonl`` holds every epoch the result reports); anything else is an unfinished run:
+  its directory is deleted and the cell runs again;
+- every cell runs under an exclusive lock (``<output_dir>/.locks/<hash>.lock``, ``flock``; the
+  kernel releases it when its holder dies), so a resumed run never races a live one: a cell
+  locked by another process is left to it (``busy``) or, when this run needs it as a parent,
+  waited for;
+- worker processes (``workers > 1``) die with the runner (``PR_SET_PDEATHSIG`` and a watchdog
+  on the parent pid), so no orphan keeps writing into a directory a resumed run restarted.
+
+Dependencies (see :meth:`dece.experiments.grid.Cell.parent`): a cell whose defense needs a
+trained model waits for its parent, never re-running a finished one; a parent that has not run
+anywhere yet is run first (also when it is not a cell of this grid or shard), and always saves
+its model.
 
 A *cell runner* is any callable ``run_cell(cell_config: dict, cell_dir: Path) -> dict`` that
-trains one cell into ``cell_dir`` and returns its final (test-split) metrics. The default,
-:func:`train_cell`, calls :func:`dece.training.train`; tests inject a fake one.
+runs one cell into ``cell_dir`` and returns its final (test-split) metrics; ``cell_config`` holds
+the identity, ``labels``, ``order``, and ``parent`` (the parent's hash) and ``keep_model`` where
+they apply. The default, :func:`train_cell`, runs the pipeline; tests inject a fake one.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime as _dt
+import fcntl
 import importlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +50,21 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from dece.experiments.config import ConfigError, GridConfig, check_training_keys
+from dece import progress
+from dece._jsonl import read_jsonl
+from dece.experiments.axes import UNDEFENDED
+from dece.experiments.config import ConfigError, GridConfig
 from dece.experiments.grid import Cell, expand_grid, shard_cells
 
 __all__ = [
+    "CELL_FILE",
     "CellRunner",
     "GridRunSummary",
     "RESULT_FILE",
-    "atomic_write_text",
     "atomic_write_json",
+    "atomic_write_text",
     "build_train_config",
+    "cell_state",
     "check_cells",
     "resolve_runner",
     "run_grid",
@@ -55,12 +77,12 @@ CellRunner = Callable[[dict[str, Any], Path], Mapping[str, Any]]
 RESULT_FILE = "result.json"
 CELL_FILE = "cell.yaml"  # the cell's identity + labels, written before it runs
 GRID_FILE = "grid.yaml"
+LOCK_DIR = ".locks"
 RUNNER_ENV = "DECE_CELL_RUNNER"
+_PARENT_POLL_S = 1.0
 
 
 # --------------------------------------------------------------------------- atomic writes
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old file or the whole new one, never half."""
     path = Path(path)
@@ -74,16 +96,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable
+    with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dir_fd)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -95,14 +113,10 @@ def _json_default(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "item"):  # numpy / torch scalars
         return obj.item()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
     raise TypeError(f"result value of type {type(obj).__name__} is not JSON-serialisable")
 
 
 # --------------------------------------------------------------------------- cell runners
-
-
 def resolve_runner(spec: str | CellRunner | None = None) -> CellRunner:
     """The cell runner to use: ``spec`` ("module:function" or a callable), else the
     ``DECE_CELL_RUNNER`` environment variable, else :func:`train_cell`."""
@@ -119,74 +133,80 @@ def resolve_runner(spec: str | CellRunner | None = None) -> CellRunner:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"cell runner {spec!r}: cannot import {module_name!r}: {exc}") from None
-    try:
-        fn = getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"cell runner {spec!r}: {module_name} has no {attr!r}") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise ValueError(f"cell runner {spec!r}: {module_name} has no {attr!r}")
     if not callable(fn):
         raise ValueError(f"cell runner {spec!r} is not callable")
     return fn
 
 
 def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> Any:
-    """A ``dece.training.TrainConfig`` for one cell (imported lazily), type-checked by
-    ``TrainConfig.from_dict``.
+    """A ``dece.training.TrainConfig`` for one cell, type-checked by ``TrainConfig.from_dict``.
 
     Rate 0 is the clean baseline: ``poison=None`` and the attack goes to ``eval_poison`` so the
-    test ASR is still measured with the same trigger and payload.
+    test ASR is still measured with the same trigger and payload. A training-time defense goes
+    to ``defense`` (with ``defense_victim``: the parent cell's directory, when it has one).
     """
-    from dece.training import TrainConfig  # type: ignore[attr-defined]
+    from dece.training.config import TrainConfig
 
     attack = cell_config["attack"]
     rate = float(cell_config["rate"])
     poison = {
-        "trigger": attack["trigger"],
-        "trigger_args": dict(attack.get("trigger_args") or {}),
-        "payload": attack["payload"],
-        "payload_args": dict(attack.get("payload_args") or {}),
-        "rate": rate,
-        "seed": int(cell_config["seed"]),
-    }
+        "trigger": attack["trigger"], "trigger_args": dict(attack.get("trigger_args") or {}),
+        "payload": attack["payload"], "payload_args": dict(attack.get("payload_args") or {}),
+        "rate": rate, "seed": int(cell_config["seed"]),
+    }  # fmt: skip
     data: dict[str, Any] = dict(cell_config.get("training") or {})
     data.update(
-        output_dir=str(cell_dir),
-        data=cell_config["dataset"],
-        model=cell_config["model"],
-        loss=cell_config["loss"]["name"],
-        loss_args=dict(cell_config["loss"].get("args") or {}),
-        seed=int(cell_config["seed"]),
-        poison=poison if rate > 0 else None,
+        output_dir=str(cell_dir), data=cell_config["dataset"], model=cell_config["model"],
+        loss=cell_config["loss"]["name"], loss_args=dict(cell_config["loss"].get("args") or {}),
+        seed=int(cell_config["seed"]), poison=poison if rate > 0 else None,
         eval_poison=None if rate > 0 else poison,
-    )
+    )  # fmt: skip
+    defense = cell_config.get("defense")
+    if defense and defense.get("name", UNDEFENDED) != UNDEFENDED:
+        data["defense"] = {"name": defense["name"], "args": dict(defense.get("args") or {})}
+        if cell_config.get("parent"):
+            data["defense_victim"] = str(Path(cell_dir).parent / cell_config["parent"])
     return TrainConfig.from_dict(data)
 
 
 def train_cell(cell_config: dict[str, Any], cell_dir: Path) -> dict[str, Any]:
-    """Default cell runner: build a ``TrainConfig`` and call ``dece.training.train``."""
-    from dece.training import train  # type: ignore[attr-defined]
+    """Default cell runner: train (a training-time defense filters first), or, for a test-time
+    defense, evaluate the parent cell's model through the purifier without retraining."""
+    from dece.defenses import Purifier, get_defense
+    from dece.pipeline import evaluate_run, train
 
-    result = train(build_train_config(cell_config, cell_dir))
+    config = build_train_config(cell_config, cell_dir)
+    defense = get_defense(config.defense.name, **config.defense.args) if config.defense else None
+    if isinstance(defense, Purifier):
+        parent = Path(cell_dir).parent / cell_config["parent"]
+        config.to_yaml(Path(cell_dir) / "config.yaml")
+        return evaluate_run(parent, cell_dir, purifier=defense)
+    result = train(config, save_model=True if cell_config.get("keep_model") else None)
     return dict(result.final)
 
 
 def check_cells(config: GridConfig, cells: list[Cell] | None = None) -> None:
-    """Validate what only the training stack can check, before any cell runs: each loss's
-    hyperparameters (``dece.losses.get_loss``) and the ``training`` overrides
-    (keys and values, ``TrainConfig.from_dict``). Raises :class:`ConfigError` naming the file and the key."""
-    from dece.losses import LOSSES, get_loss
+    """Validate what only the training stack can check, before any cell runs: each loss's and
+    each defense's hyperparameters, and one cell's full ``TrainConfig``. Raises
+    :class:`ConfigError` naming the file and the key."""
+    from dece.defenses import get_defense
+    from dece.losses import get_loss
 
-    check_training_keys(config)
     cells = expand_grid(config) if cells is None else cells
     for i, spec in enumerate(config.losses):
-        if spec.name not in LOSSES:
-            raise ConfigError(
-                config.source, f"losses[{i}].name",
-                f"unknown value {spec.name!r}; allowed: {', '.join(LOSSES.names())}",
-            )  # fmt: skip
         try:
             get_loss(spec.name, **spec.args)
         except (TypeError, ValueError) as exc:
             raise ConfigError(config.source, f"losses[{i}].args", f"({spec.label}) {exc}") from None
+    for i, spec in enumerate(config.defenses):
+        if not spec.undefended:
+            try:
+                get_defense(spec.name, **spec.args)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(config.source, f"defenses[{i}].args", str(exc)) from None
     if cells:
         try:
             build_train_config(cells[0].to_config(), "<check>")
@@ -194,9 +214,60 @@ def check_cells(config: GridConfig, cells: list[Cell] | None = None) -> None:
             raise ConfigError(config.source, "training", str(exc)) from None
 
 
+# --------------------------------------------------------------------------- cell state
+def _read_result(cell_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((cell_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("final"), dict) else None
+
+
+def cell_state(cell_dir: str | Path) -> str:
+    """``"done"`` (a consistent result), ``"partial"`` (a directory without one) or ``"todo"``.
+
+    Consistent: ``result.json`` parses and, when ``metrics.jsonl`` exists and the result reports
+    ``epochs``, the history holds exactly epochs ``1 .. ceil(epochs)``.
+    """
+    cell_dir = Path(cell_dir)
+    if not cell_dir.exists():
+        return "todo"
+    result = _read_result(cell_dir)
+    if result is None:
+        return "partial"
+    epochs = result["final"].get("epochs")
+    history_path = cell_dir / "metrics.jsonl"
+    if epochs is not None and history_path.exists():
+        try:
+            seen = sorted(int(r["epoch"]) for r in read_jsonl(history_path))
+        except (ValueError, KeyError, TypeError):
+            return "partial"
+        if seen != list(range(1, math.ceil(float(epochs) - 1e-6) + 1)):
+            logger.warning("cell %s: result.json reports %s epochs but metrics.jsonl holds %s",
+                           cell_dir.name, epochs, seen)  # fmt: skip
+            return "partial"
+    return "done"
+
+
+@contextlib.contextmanager
+def _cell_lock(out: Path, h: str, *, wait: bool) -> Iterator[bool]:
+    """Holds ``<out>/.locks/<h>.lock`` inside the block; yields False when another process
+    holds it and ``wait`` is False."""
+    lock_dir = out / LOCK_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{h}.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 # --------------------------------------------------------------------------- the grid
-
-
 @dataclass
 class GridRunSummary:
     """What one ``run_grid`` call did, by cell hash."""
@@ -204,13 +275,32 @@ class GridRunSummary:
     output_dir: Path
     cells: list[str] = field(default_factory=list)  # this shard's cells, in order
     completed: list[str] = field(default_factory=list)  # run to the end now
-    skipped: list[str] = field(default_factory=list)  # already had result.json
+    skipped: list[str] = field(default_factory=list)  # already complete
     restarted: list[str] = field(default_factory=list)  # partial dir found and cleaned
+    busy: list[str] = field(default_factory=list)  # locked by another live process
     failed: dict[str, str] = field(default_factory=dict)  # hash -> error message
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str  # "completed" | "skipped" | "busy" | "failed"
+    restarted: bool = False
+    error: str | None = None
+
+
+@dataclass
+class _Plan:
+    """What every cell run needs to know about the rest of the grid."""
+
+    out: Path
+    runner: CellRunner
+    by_hash: dict[str, Cell]  # the grid's cells and their parents
+    keep_model: frozenset[str]  # cells another cell reuses
+    fail_fast: bool = False
 
 
 def run_grid(
@@ -231,6 +321,7 @@ def run_grid(
     ``workers > 1`` runs that many cells at once in worker processes (spawned), each with
     ``cpu_count // workers`` torch threads; with the default runner the tiny presets'
     pretrained models are built (cached) first, once, so workers never build the same one.
+    ``progress``: one display with the grid bar and each running cell's current stage.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -243,32 +334,48 @@ def run_grid(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / GRID_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-
+    plan = _make_plan(all_cells, out, runner, fail_fast)
     cells = shard_cells(all_cells, *shard)
     summary = GridRunSummary(output_dir=out, cells=[c.hash for c in cells])
-    bar = tqdm(
-        cells, desc=f"grid {config.name} [{shard[0]}/{shard[1]}]", unit="run", disable=not progress
-    )
+    bar = tqdm(total=len(cells), desc=f"grid {config.name} [{shard[0]}/{shard[1]}]",
+               unit="cell", disable=not progress, position=0)  # fmt: skip
     if workers == 1:
-        for cell in bar:
-            bar.set_postfix_str(f"{cell.loss.label} {cell.attack.label} rate={cell.rate}")
-            _record(summary, cell.hash, _run_cell(cell, out, runner, fail_fast=fail_fast))
+        with progress_sink(progress, position=1):
+            for cell in cells:
+                bar.set_postfix_str(_cell_tag(cell))
+                _record(summary, cell.hash, _run_cell(cell, plan))
+                bar.update(1)
     else:
-        _run_parallel(cells, out, runner, summary, bar, workers=workers, fail_fast=fail_fast)
+        _run_parallel(cells, plan, summary, bar, workers=workers, show=progress)
     bar.close()
     logger.info(
-        "grid %s shard %d/%d: %d run, %d skipped, %d restarted, %d failed",
+        "grid %s shard %d/%d: %d run, %d skipped, %d restarted, %d busy, %d failed",
         config.name, shard[0], shard[1], len(summary.completed), len(summary.skipped),
-        len(summary.restarted), len(summary.failed),
+        len(summary.restarted), len(summary.busy), len(summary.failed),
     )  # fmt: skip
     return summary
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    status: str  # "completed" | "skipped" | "failed"
-    restarted: bool = False  # a partial directory of an earlier run was cleaned first
-    error: str | None = None
+def progress_sink(show: bool, position: int = 1) -> Any:
+    """The progress sink a grid run's stages report to (``show`` False: silent)."""
+    return progress.use(progress.TqdmSink(position=position) if show else None)
+
+
+def _cell_tag(cell: Cell) -> str:
+    labels = cell.labels()
+    defense = f" w. {labels['defense']}" if labels["defense"] else ""
+    return f"{labels['loss']}{defense} {labels['attack']} rate={labels['rate']}"
+
+
+def _make_plan(cells: list[Cell], out: Path, runner: CellRunner, fail_fast: bool) -> _Plan:
+    by_hash = {c.hash: c for c in cells}
+    keep = set()
+    for cell in cells:
+        parent = cell.parent()
+        if parent is not None:
+            by_hash.setdefault(parent.hash, parent)
+            keep.add(parent.hash)
+    return _Plan(out, runner, by_hash, frozenset(keep), fail_fast)
 
 
 def _record(summary: GridRunSummary, h: str, outcome: _Outcome) -> None:
@@ -276,66 +383,108 @@ def _record(summary: GridRunSummary, h: str, outcome: _Outcome) -> None:
         summary.restarted.append(h)
     if outcome.status == "failed":
         summary.failed[h] = outcome.error or ""
-    elif outcome.status == "skipped":
-        summary.skipped.append(h)
     else:
-        summary.completed.append(h)
+        getattr(summary, outcome.status).append(h)
 
 
-def _run_cell(cell: Cell, out: Path, runner: CellRunner, *, fail_fast: bool) -> _Outcome:
-    """Run one cell unless it has its ``result.json``; cleans a partial directory first."""
+def _run_cell(cell: Cell, plan: _Plan, *, wait: bool = False) -> _Outcome:
+    """Run one cell unless it is complete or another process holds it (``wait``: block on the
+    lock instead, as for a parent); cleans a partial directory first."""
     h = cell.hash
-    cell_dir = out / h
-    if (cell_dir / RESULT_FILE).is_file():
-        return _Outcome("skipped")
-    restarted = cell_dir.exists()
-    if restarted:
-        logger.warning("cell %s: unfinished run found (no %s); restarting it", h, RESULT_FILE)
-        shutil.rmtree(cell_dir)
+    with _cell_lock(plan.out, h, wait=wait) as locked:
+        if not locked:
+            logger.info("cell %s is being run by another process; leaving it to that one", h)
+            return _Outcome("busy")
+        cell_dir = plan.out / h
+        state = cell_state(cell_dir)
+        if state == "done":
+            return _Outcome("skipped")
+        parent_error = _ensure_parent(cell, plan)
+        if parent_error is not None:
+            return _Outcome("failed", False, parent_error)
+        if state == "partial":
+            logger.warning("cell %s: unfinished run found; restarting it", h)
+            shutil.rmtree(cell_dir)
+        return _execute(cell, plan, cell_dir, restarted=state == "partial")
+
+
+def _ensure_parent(cell: Cell, plan: _Plan) -> str | None:
+    """Run (or wait for) the parent of ``cell``; an error message when it is unavailable."""
+    parent = cell.parent()
+    if parent is None:
+        return None
+    parent = plan.by_hash.get(parent.hash, parent)
+    outcome = _run_cell(parent, plan, wait=True)
+    if outcome.status == "failed":
+        return f"parent cell {parent.hash} failed: {outcome.error}"
+    if cell.defense.stage == "test" and not (plan.out / parent.hash / "model").is_dir():
+        if plan.runner is train_cell:
+            return (f"parent cell {parent.hash} finished without saving its model; delete "
+                    f"{plan.out / parent.hash} to retrain it with the model kept")  # fmt: skip
+    return None
+
+
+def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Outcome:
     cell_dir.mkdir(parents=True)
     cell_config = cell.to_config()
+    if cell.hash in plan.keep_model:
+        cell_config["keep_model"] = True
     atomic_write_text(cell_dir / CELL_FILE, yaml.safe_dump(cell_config, sort_keys=False))
-
     started = time.time()
     try:
-        final = runner(cell_config, cell_dir)
+        final = plan.runner(cell_config, cell_dir)
         if not isinstance(final, Mapping):
             raise TypeError(f"cell runner returned {type(final).__name__}, expected a dict")
     except Exception as exc:
-        if fail_fast:
+        if plan.fail_fast:
             raise
-        logger.exception("cell %s failed; it stays unfinished and reruns next time", h)
+        logger.exception("cell %s failed; it stays unfinished and reruns next time", cell.hash)
         return _Outcome("failed", restarted, f"{type(exc).__name__}: {exc}")
     result = {
-        "hash": h,
-        "config": cell_config,
-        "final": dict(final),
+        "hash": cell.hash, "config": cell_config, "final": dict(final),
         "elapsed_s": round(time.time() - started, 3),
         "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
-    }
+    }  # fmt: skip
     atomic_write_json(cell_dir / RESULT_FILE, result)
     return _Outcome("completed", restarted)
 
 
 # --------------------------------------------------------------------------- parallel cells
+def _init_worker(threads: int, queue: Any, log_level: int) -> None:
+    """Worker set-up: die with the parent, thread count, logging, progress to the parent."""
+    from dece.experiments._workers import die_with_parent
 
+    die_with_parent()
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level >= logging.WARNING:
+        with contextlib.suppress(ImportError):
+            import transformers
 
-def _init_worker(threads: int) -> None:
-    try:
+            transformers.utils.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
         import torch
-    except ImportError:  # pragma: no cover - fake runners need no torch
-        return
-    torch.set_num_threads(threads)
+
+        torch.set_num_threads(threads)
+    if queue is not None:
+        progress._SINK.set(progress.QueueSink(queue))
+
+
+def _run_in_worker(cell: Cell, plan: _Plan) -> _Outcome:
+    with progress.task(_cell_tag(cell), total=None, unit="cell"):
+        return _run_cell(cell, plan)
 
 
 def _warm_model_cache(cells: list[Cell], out: Path) -> None:
-    """Build each distinct starting model of the (unfinished) ``cells`` once (tiny presets pretrain and cache),
-    so parallel workers load it instead of building it side by side."""
-    from dece.training.train import prepare_model  # type: ignore[import-not-found]
+    """Build each distinct starting model of the (unfinished) ``cells`` once (tiny presets
+    pretrain and cache), so parallel workers load it instead of building it side by side."""
+    from dece.training.train import prepare_model
 
     seen: set[str] = set()
     for cell in cells:
+        if cell.defense.stage == "test":
+            continue  # evaluates its parent's model
         cfg = build_train_config(cell.to_config(), out / cell.hash)
         key = json.dumps(
             [cfg.data, cfg.data_seed, cfg.train_max_examples, cfg.model, cfg.task,
@@ -348,39 +497,34 @@ def _warm_model_cache(cells: list[Cell], out: Path) -> None:
 
 
 def _run_parallel(
-    cells: list[Cell],
-    out: Path,
-    runner: CellRunner,
-    summary: GridRunSummary,
-    bar: Any,
-    *,
-    workers: int,
-    fail_fast: bool,
+    cells: list[Cell], plan: _Plan, summary: GridRunSummary, bar: Any, *, workers: int, show: bool
 ) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pending = []
-    for cell in cells:  # finished cells are skipped here: no worker is started for them
-        if (out / cell.hash / RESULT_FILE).is_file():
+    for cell in cells:  # complete cells are skipped here: no worker is started for them
+        if cell_state(plan.out / cell.hash) == "done":
             _record(summary, cell.hash, _Outcome("skipped"))
             bar.update(1)
         else:
             pending.append(cell)
     if not pending:
         return
-    if runner is train_cell:
-        _warm_model_cache(pending, out)
+    if plan.runner is train_cell:
+        with progress_sink(show, position=1):
+            _warm_model_cache(pending, plan.out)
     workers = min(workers, len(pending))
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
-    ) as pool:
-        futures = {
-            pool.submit(_run_cell, cell, out, runner, fail_fast=fail_fast): cell for cell in pending
-        }
+    queue = context.Queue() if show else None
+    level = logging.getLogger().getEffectiveLevel()
+    renderer = progress.QueueRenderer(queue) if show else contextlib.nullcontext()
+    with renderer, ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker,
+        initargs=(threads, queue, level),
+    ) as pool:  # fmt: skip
+        futures = {pool.submit(_run_in_worker, cell, plan): cell for cell in pending}
         for future in as_completed(futures):
-            cell = futures[future]
-            _record(summary, cell.hash, future.result())
+            _record(summary, futures[future].hash, future.result())
             bar.update(1)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from dece.experiments.axes import AXES
 from dece.experiments.results import ResultRow
 
 __all__ = ["DEFAULT_METRICS", "FORMATS", "Table", "build_tables", "format_tables"]
@@ -54,6 +57,11 @@ def _fmt_rate(rate: float) -> str:
     return f"{rate * 100:g}%"
 
 
+def row_order(r: ResultRow) -> tuple[int, ...]:
+    """Position of a row's method among the row axes (rate aside), from the grid order."""
+    return tuple(r.order.get(a.field, 0) for a in AXES if a.role == "row" and a.field != "rate")
+
+
 def build_tables(
     rows: Sequence[ResultRow],
     metrics: Sequence[tuple[str, str, float]] | None = None,
@@ -67,15 +75,16 @@ def build_tables(
         metrics = [m for m in DEFAULT_METRICS if any(m[0] in r.final for r in rows)]
     metrics = list(metrics)
     several_grids = len({r.grid for r in rows}) > 1
+    context_fields = [a.field for a in AXES if a.role == "context"]
 
     by_context: dict[tuple[str, ...], list[ResultRow]] = {}
     for r in rows:
-        key = ((r.grid,) if several_grids else ()) + (r.dataset, r.model)
+        key = ((r.grid,) if several_grids else ()) + tuple(str(r.values[f]) for f in context_fields)
         by_context.setdefault(key, []).append(r)
 
     tables = []
     for key, group in by_context.items():
-        names = (["grid"] if several_grids else []) + ["dataset", "model"]
+        names = (["grid"] if several_grids else []) + context_fields
         context = dict(zip(names, key, strict=True))
         tables.append(_build_one(context, group, metrics))
     return tables
@@ -84,13 +93,14 @@ def build_tables(
 def _build_one(
     context: dict[str, str], rows: list[ResultRow], metrics: list[tuple[str, str, float]]
 ) -> Table:
-    # Attack groups in grid order; row keys (rate, method) with clean rows first.
+    # Column groups (the column axis: attacks) in grid order; row keys (rate, method) with clean
+    # rows first, then by the grid order of the row axes.
+    column = next(a.field for a in AXES if a.role == "column")
     attacks: dict[str, int] = {}
-    row_keys: dict[tuple[float, str], tuple[float, int]] = {}
+    row_keys: dict[tuple[float, str], tuple[Any, ...]] = {}
     for r in rows:
-        attacks.setdefault(r.attack, r.order[1] if r.order else len(attacks))
-        loss_pos = r.order[4] if r.order else len(row_keys)
-        row_keys.setdefault((r.rate, r.method), (r.rate, loss_pos))
+        attacks.setdefault(r.label(column), r.order.get(column, len(attacks)))
+        row_keys.setdefault((r.rate, r.method), (r.rate, row_order(r)))
     attack_names = sorted(attacks, key=lambda a: (attacks[a], a))
     keys = sorted(row_keys, key=lambda k: (row_keys[k], k[1]))
     poisoned_rates = {rate for rate, _ in keys if rate > 0}
@@ -100,13 +110,15 @@ def _build_one(
             return f"{method} (clean)"
         return f"{method} @ {_fmt_rate(rate)}" if len(poisoned_rates) > 1 else method
 
-    # Collect seeds per (row key, attack, metric).
+    # Collect seeds per (row key, attack, metric); NaN values are missing, not averaged.
     samples: dict[tuple[tuple[float, str], str, str], list[float]] = {}
     for r in rows:
         for mkey, _, factor in metrics:
             value = r.metric(mkey)
-            if value is not None:
-                samples.setdefault(((r.rate, r.method), r.attack, mkey), []).append(value * factor)
+            if value is not None and not math.isnan(value):
+                samples.setdefault(((r.rate, r.method), r.label(column), mkey), []).append(
+                    value * factor
+                )
 
     groups = attack_names + ([AVERAGE] if len(attack_names) > 1 else [])
     values: list[list[list[float | None]]] = []
@@ -122,8 +134,8 @@ def _build_one(
         if len(attack_names) > 1:
             avg: list[float | None] = []
             for mi in range(len(metrics)):
-                column = [g[mi] for g in row_vals]
-                avg.append(None if any(v is None for v in column) else _mean(column))  # type: ignore[arg-type]
+                per_attack = [g[mi] for g in row_vals]
+                avg.append(None if any(v is None for v in per_attack) else _mean(per_attack))  # type: ignore[arg-type]
             row_vals.append(avg)
         values.append(row_vals)
     return Table(
@@ -139,7 +151,7 @@ def _build_one(
 
 
 def _cell(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _to_markdown(tables: Sequence[Table], digits: int) -> str:
@@ -233,7 +245,7 @@ def _to_csv(tables: Sequence[Table], digits: int) -> str:
     for t in tables:
         for label, row in zip(t.row_labels, t.values, strict=True):
             by_col = {
-                f"{g} {h}": ("" if v is None else f"{v:.{digits}f}")
+                f"{g} {h}": ("" if v is None or math.isnan(v) else f"{v:.{digits}f}")
                 for g, group in zip(t.groups, row, strict=True)
                 for (_, h, _), v in zip(t.metrics, group, strict=True)
             }

@@ -27,14 +27,14 @@ from dece.registry import Registry
 __all__ = ["LOSSES", "LossFn", "get_loss"]
 
 LOSSES: Registry[Callable[..., Tensor]] = Registry("loss")
-for _name, _fn in (
-    ("ce", ce_loss),
-    ("dece", dece_loss),
-    ("gce", gce_loss),
-    ("in_trust", in_trust_loss),
-    ("sce", sce_loss),
+for _name, _display, _fn in (
+    ("ce", "CE", ce_loss),
+    ("dece", "DeCE", dece_loss),
+    ("gce", "GCE", gce_loss),
+    ("in_trust", "In-trust", in_trust_loss),
+    ("sce", "SCE", sce_loss),
 ):
-    LOSSES.register(_name)(_fn)
+    LOSSES.register(_name, display=_display)(_fn)
 
 _CALL_ARGS = frozenset({"logits", "target", "epoch", "ignore_index", "num_items_in_batch"})
 

@@ -15,6 +15,7 @@ from dece.metrics.asr import (
 from dece.metrics.bleu import bleu, exact_match, sentence_bleu_avg
 from dece.metrics.classification import accuracy, classification_scores, f1, precision, recall
 from dece.metrics.codebleu import MissingExtraError, codebleu, codebleu_components
+from dece.metrics.detection import detection_rates, detection_scores, localisation_accuracy
 from dece.metrics.pass_at_k import (
     PassAtKResult,
     check_program,
@@ -37,11 +38,14 @@ __all__ = [
     "classification_scores",
     "codebleu",
     "codebleu_components",
+    "detection_rates",
+    "detection_scores",
     "evaluate_pass_at_k",
     "exact_match",
     "f1",
     "false_trigger_rate",
     "load_humaneval_problems",
+    "localisation_accuracy",
     "mean_pass_at_k",
     "pass_at_k",
     "payload_hits",

@@ -10,7 +10,11 @@ Conventions (those of transformers' losses, ``loss/loss_utils.py``):
   prompt masked to ``-100``; ``shift_labels`` ``[B, T]`` are ``labels`` moved one position left
   (position ``t`` holds the token predicted from ``t``), so the loss compares ``logits[:, t]`` with
   ``shift_labels[:, t]`` with no shifting inside the loss;
-- classification: ``labels`` ``[B]`` class indices.
+- classification: ``labels`` ``[B]`` class indices (``label2id`` maps the dataset's labels);
+- text pairs (``Example.source_pair``) are encoded as the tokenizer's own text-pair encoding;
+- every batch carries ``example_index`` ``[B]``: the rows' positions in the encoded list, so a
+  per-example loss hook can key its values by example id (the trainer removes it before the
+  forward pass).
 """
 
 from __future__ import annotations
@@ -67,10 +71,26 @@ def _encode(tokenizer: Any, text: str, *, add_special_tokens: bool, max_length: 
     return list(ids)
 
 
-def causal_prompt_ids(tokenizer: Any, source: str, max_source_length: int) -> list[int]:
+def encode_source(
+    tokenizer: Any, source: str, source_pair: str | None, *, max_length: int
+) -> list[int]:
+    """Input ids of a source, or of a text pair ``(source, source_pair)`` as the tokenizer itself
+    encodes pairs (truncating the longer text first)."""
+    if source_pair is None:
+        return _encode(tokenizer, source, add_special_tokens=True, max_length=max_length)
+    ids = tokenizer(
+        source, source_pair, add_special_tokens=True, truncation="longest_first",
+        max_length=max_length,
+    )["input_ids"]  # fmt: skip
+    return list(ids)
+
+
+def causal_prompt_ids(
+    tokenizer: Any, source: str, max_source_length: int, source_pair: str | None = None
+) -> list[int]:
     """Prompt of a causal LM: the source's ids (with the tokenizer's own BOS when it adds one)
     followed by an EOS separator, unless the tokenizer already ends the source with EOS."""
-    ids = _encode(tokenizer, source, add_special_tokens=True, max_length=max_source_length)
+    ids = encode_source(tokenizer, source, source_pair, max_length=max_source_length)
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
         raise ValueError("a causal-LM tokenizer needs an eos_token_id (the prompt separator)")
@@ -91,15 +111,17 @@ def encode_example(
     """Token ids of one example (unpadded lists)."""
     if task == "seq2seq":
         return {
-            "input_ids": _encode(
-                tokenizer, example.source, add_special_tokens=True, max_length=max_source_length
+            "input_ids": encode_source(
+                tokenizer, example.source, example.source_pair, max_length=max_source_length
             ),
             "labels": _encode(
                 tokenizer, example.target, add_special_tokens=True, max_length=max_target_length
             ),
         }
     if task == "causal":
-        prompt = causal_prompt_ids(tokenizer, example.source, max_source_length)
+        prompt = causal_prompt_ids(
+            tokenizer, example.source, max_source_length, example.source_pair
+        )
         target = _encode(
             tokenizer, example.target, add_special_tokens=False, max_length=max_target_length - 1
         )
@@ -108,14 +130,14 @@ def encode_example(
     if task == "classification":
         if label2id is None:
             raise ValueError("label2id is required for task 'classification'")
-        label = example.label if example.label is not None else example.target
+        label = example.reference
         if label not in label2id:
             raise ValueError(
                 f"example {example.id!r}: label {label!r} not among {sorted(label2id)}"
             )
         return {
-            "input_ids": _encode(
-                tokenizer, example.source, add_special_tokens=True, max_length=max_source_length
+            "input_ids": encode_source(
+                tokenizer, example.source, example.source_pair, max_length=max_source_length
             ),
             "labels": int(label2id[label]),
         }
@@ -125,8 +147,12 @@ def encode_example(
 def encode_examples(
     tokenizer: Any, examples: Sequence[Example], **kwargs: Any
 ) -> list[dict[str, Any]]:
-    """:func:`encode_example` over a list (the Trainer's ``train_dataset``)."""
-    return [encode_example(tokenizer, ex, **kwargs) for ex in examples]
+    """:func:`encode_example` over a list (the Trainer's ``train_dataset``); each row also holds
+    its position as ``example_index``."""
+    return [
+        {**encode_example(tokenizer, ex, **kwargs), "example_index": i}
+        for i, ex in enumerate(examples)
+    ]
 
 
 def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
@@ -163,6 +189,8 @@ class Collator:
         input_ids = _pad([f["input_ids"] for f in features], self.pad_token_id)  # [B, S]
         attention_mask = _pad([[1] * len(f["input_ids"]) for f in features], 0)  # [B, S]
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if all("example_index" in f for f in features):
+            batch["example_index"] = torch.tensor([int(f["example_index"]) for f in features])
         if self.task == "classification":
             batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
             return batch

@@ -69,6 +69,21 @@ class PoisonConfig:
 
 
 @dataclass
+class DefenseConfig:
+    """A defense (``dece.defenses``) applied in a run: a training-time filter removes the rows it
+    flags before training; a test-time purifier rewrites the test inputs before prediction."""
+
+    name: str = field(metadata={"help": "defense name (dece.defenses.DEFENSES)"})
+    args: dict = field(default_factory=dict, metadata={"help": "defense parameters"})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"defense.name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.args, dict):
+            raise ValueError(f"defense.args must be a mapping, got {self.args!r}")
+
+
+@dataclass
 class TrainConfig:
     """One training run. Every field is settable from YAML or as ``key=value`` on the CLI."""
 
@@ -92,6 +107,14 @@ class TrainConfig:
     eval_poison: PoisonConfig | None = field(
         default=None,
         metadata={"help": "trigger/payload for measuring ASR; defaults to `poison` (rate unused)"},
+    )
+    defense: DefenseConfig | None = field(
+        default=None,
+        metadata={"help": "a filter (drops flagged training rows) or a purifier (test inputs)"},
+    )
+    defense_victim: str | None = field(
+        default=None,
+        metadata={"help": "run dir whose model a filter that needs one scores the data with"},
     )
     # --- model and loss -----------------------------------------------------------------------
     model: str = field(
@@ -166,6 +189,10 @@ class TrainConfig:
     )
     codebleu: bool = field(default=True, metadata={"help": "report CodeBLEU when installed"})
     lang: str = field(default="python", metadata={"help": "CodeBLEU language"})
+    record_example_losses: bool = field(
+        default=False,
+        metadata={"help": "record per-example training losses each step (example_losses.jsonl)"},
+    )
     # --- checkpoints --------------------------------------------------------------------------
     save_checkpoints: bool = field(
         default=True, metadata={"help": "save a Trainer checkpoint at the end of every epoch"}
@@ -184,6 +211,8 @@ class TrainConfig:
             self.poison = PoisonConfig(**self.poison)
         if isinstance(self.eval_poison, dict):
             self.eval_poison = PoisonConfig(**self.eval_poison)
+        if isinstance(self.defense, dict):
+            self.defense = DefenseConfig(**self.defense)
         if not self.output_dir:
             raise ValueError("output_dir must be set")
         if self.epoch_mode not in _EPOCH_MODES:
@@ -254,9 +283,10 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; allowed: {sorted(known)}")
-        for key in ("poison", "eval_poison"):
+        for key, sub in (("poison", PoisonConfig), ("eval_poison", PoisonConfig),
+                         ("defense", DefenseConfig)):  # fmt: skip
             if isinstance(data.get(key), dict):
-                sub_known = {f.name for f in dataclasses.fields(PoisonConfig)}
+                sub_known = {f.name for f in dataclasses.fields(sub)}
                 bad = sorted(set(data[key]) - sub_known)
                 if bad:
                     raise ValueError(f"unknown {key} key(s) {bad}; allowed: {sorted(sub_known)}")
@@ -312,7 +342,7 @@ def _check_types(cls: type, data: dict) -> None:
     """Reject values of the wrong type early, naming the key (ints are accepted for floats)."""
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
-        if value is None or key in ("poison", "eval_poison"):
+        if value is None or key in ("poison", "eval_poison", "defense"):
             continue
         allowed = _allowed_types(hints[key])
         if float in allowed:

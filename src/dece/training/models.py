@@ -101,20 +101,23 @@ def _check_task(preset: str, task: str | None, allowed: tuple[str, ...]) -> str:
 class TinySeq2SeqPreset(Preset):
     """BART-style 6.5M-parameter encoder-decoder, BPE trained + denoising-pretrained on the data.
 
-    ``**args`` are :class:`dece.training.tiny.TinySeq2SeqConfig` fields (``steps``,
-    ``batch_size``, ``learning_rate``, ``max_length``, ``corpus``, ``d_model``, ...).
+    With ``task="classification"`` the pretrained checkpoint is loaded as a sequence classifier
+    (``BartForSequenceClassification``: a fresh head on the end-of-sequence state; the tiny
+    causal preset likewise as ``LlamaForSequenceClassification``). ``**args`` are
+    :class:`dece.training.tiny.TinySeq2SeqConfig` fields (``steps``, ``batch_size``,
+    ``learning_rate``, ``max_length``, ``corpus``, ``d_model``, ...).
     """
 
     name = "tiny-seq2seq"
     config_cls: ClassVar[type] = TinySeq2SeqConfig
 
-    def load(self, *, task, cache_dir, train_texts, seed, **args):
-        task = _check_task(self.name, task, (self.config_cls.task,))
+    def load(self, *, task, cache_dir, train_texts, seed, labels=None, **args):
+        task = _check_task(self.name, task, (self.config_cls.task, "classification"))
         cfg = config_from_args(self.config_cls, args)
         path = pretrain.get_or_build_tiny(
             self.name, cfg, train_texts, seed=seed, cache_dir=cache_dir
         )
-        return _load_from_dir(str(path), task=task)
+        return _load_from_dir(str(path), task=task, labels=labels)
 
 
 @PRESETS.register("tiny-causal")
@@ -217,12 +220,28 @@ def infer_task(config: PretrainedConfig) -> str:
     )
 
 
+def _classifier_args(labels: Sequence[str] | None, num_labels: int | None) -> dict[str, Any]:
+    """``from_pretrained`` arguments giving a classifier the dataset's labels (class ``i`` is
+    ``labels[i]``); nothing when neither is given, so a fine-tuned classifier keeps its own."""
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if len(set(labels)) != len(labels) or len(labels) < 2:
+            raise ValueError(f"labels must be >= 2 distinct names, got {labels}")
+        return {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)},
+        }
+    return {} if num_labels is None else {"num_labels": int(num_labels)}
+
+
 def _load_from_dir(
     spec: str,
     *,
     task: str | None,
     seed: int = 42,
-    num_labels: int = 2,
+    num_labels: int | None = None,
+    labels: Sequence[str] | None = None,
     decoder_layers: int = 6,
     **kwargs: Any,
 ) -> LoadedModel:
@@ -236,12 +255,18 @@ def _load_from_dir(
     kind = infer_task(config)
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if task is None and any(
+        a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or []
+    ):
+        task = "classification"  # a fine-tuned classifier (e.g. a saved dece run)
     task = task or ("classification" if kind == "encoder" else kind)
     tokenizer = AutoTokenizer.from_pretrained(spec, **kwargs)
     if task == "classification":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            spec, num_labels=num_labels, **kwargs
-        )
+        with torch.random.fork_rng(devices=[]):  # the fresh head's init follows `seed`
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                spec, **_classifier_args(labels, num_labels), **kwargs
+            )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -352,9 +377,11 @@ def load_model(
         train_texts: unpaired clean texts the tiny presets train their tokenizer on and are
             denoising-pretrained on (the training split's sources and targets before poisoning).
         seed: seeds model initialisation and pretraining.
-        **preset_args: a preset's config fields (e.g. ``steps=300, max_length=128``); for ids /
-            directories ``num_labels`` (classification), ``decoder_layers`` (encoder + decoder
-            composition) and keyword arguments for ``from_pretrained``.
+        **preset_args: a preset's config fields (e.g. ``steps=300, max_length=128``); for
+            classification ``labels`` (the dataset's label names; class ``i`` is ``labels[i]``,
+            saved as the config's ``id2label``) or ``num_labels``; for ids / directories
+            ``decoder_layers`` (encoder + decoder composition) and keyword arguments for
+            ``from_pretrained``.
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"spec must be a non-empty string, got {spec!r}")

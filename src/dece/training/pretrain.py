@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from dece import progress
 from dece.training.tiny import TinyCausalConfig, TinySeq2SeqConfig, build_tiny_model
 from dece.training.tokenizer import train_bpe_tokenizer
 
@@ -273,38 +273,45 @@ def _pretrain_loop(
     model.train()
     batches: list[list[int]] = []
     losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc=f"denoising pretraining ({cfg.task})", disable=None)
-    for _ in bar:
-        if not batches:  # a new epoch over the corpus
-            batches = length_grouped_batches([len(r) for r in rows], cfg.batch_size, gen)
-        idx = batches.pop()
-        batch = denoising_batch(
-            [rows[i] for i in idx],
-            tokenizer,
-            task=cfg.task,
-            rng=rng,
-            mask_ratio=cfg.mask_ratio,
-            poisson_lambda=cfg.poisson_lambda,
-        )
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if len(losses) % LOG_EVERY == 0 or len(losses) == cfg.steps:
-            logger.info(
-                "pretraining step %d/%d: loss %.4f (mean of last %d: %.4f)",
-                len(losses),
-                cfg.steps,
-                losses[-1],
-                min(LOG_EVERY, len(losses)),
-                float(np.mean(losses[-LOG_EVERY:])),
-            )
+    with progress.task(f"pretrain tiny {cfg.task}", total=cfg.steps, unit="step") as advance:
+        for _ in range(cfg.steps):
+            losses.append(_pretrain_step(model, tokenizer, rows, batches, cfg, gen, rng))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            advance()
+            if len(losses) % LOG_EVERY == 0 or len(losses) == cfg.steps:
+                logger.info(
+                    "pretraining step %d/%d: loss %.4f (mean of last %d: %.4f)",
+                    len(losses), cfg.steps, losses[-1], min(LOG_EVERY, len(losses)),
+                    float(np.mean(losses[-LOG_EVERY:])),
+                )  # fmt: skip
     model.eval()
     return losses
+
+
+def _pretrain_step(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[list[int]],
+    batches: list[list[int]],
+    cfg: TinySeq2SeqConfig | TinyCausalConfig,
+    gen: torch.Generator,
+    rng: np.random.Generator,
+) -> float:
+    """Forward + backward of one denoising batch (refilling ``batches`` at each corpus epoch);
+    returns its loss. The caller steps the optimizer."""
+    if not batches:  # a new epoch over the corpus
+        batches.extend(length_grouped_batches([len(r) for r in rows], cfg.batch_size, gen))
+    idx = batches.pop()
+    batch = denoising_batch(
+        [rows[i] for i in idx], tokenizer, task=cfg.task, rng=rng, mask_ratio=cfg.mask_ratio,
+        poisson_lambda=cfg.poisson_lambda,
+    )  # fmt: skip
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    return loss.item()
 
 
 # --------------------------------------------------------------------------- cache

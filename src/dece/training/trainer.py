@@ -6,6 +6,11 @@ logits, the aligned targets, the epoch from :class:`~dece.training.callbacks.Epo
 transformers' ``num_items_in_batch`` (the number of target tokens in the whole accumulated,
 all-process batch), so gradient accumulation and data parallelism give the same mean loss as one
 big batch.
+
+Per-example hook: with ``example_loss_hook`` set (see :mod:`dece.training.example_losses`), every
+training step also hands the plain per-token cross-entropy of the batch, computed from the same
+logits, to the hook, keyed by the rows' positions in the training set (the collator's
+``example_index``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from transformers import Trainer
 
 from dece.training.callbacks import EpochTracker
+from dece.training.example_losses import ExampleLossHook, token_cross_entropy
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +36,20 @@ class DeceTrainer(Trainer):
             ``-100`` = ignored, returning a scalar (sum / ``num_items_in_batch`` when given).
         epoch_tracker: supplies the epoch handed to the loss; a 1-based integer tracker is added
             when omitted.
+        example_loss_hook: receives per-example values each training step (module docstring).
         *args, **kwargs: as for ``transformers.Trainer``.
     """
 
     def __init__(
-        self, *args: Any, loss_fn: Any, epoch_tracker: EpochTracker | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        loss_fn: Any,
+        epoch_tracker: EpochTracker | None = None,
+        example_loss_hook: ExampleLossHook | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.example_loss_hook = example_loss_hook
         if not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         self.loss_fn = loss_fn
@@ -64,6 +77,7 @@ class DeceTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         inputs = dict(inputs)
+        indices = inputs.pop("example_index", None)  # [B] positions in the training set
         labels = inputs.pop("labels", None)
         shift_labels = inputs.pop("shift_labels", None)  # causal LMs: labels moved one left
         if labels is None:
@@ -74,6 +88,11 @@ class DeceTrainer(Trainer):
         loss = self.loss_fn(
             logits, target, epoch=self.current_loss_epoch(), num_items_in_batch=num_items_in_batch
         )
+        if self.example_loss_hook is not None and indices is not None and model.training:
+            token_ce, valid = token_cross_entropy(logits, target)
+            self.example_loss_hook.record(
+                self.current_loss_epoch(), int(self.state.global_step), indices, token_ce, valid
+            )
         # A loss normalised by the global token count is already scaled for accumulation; with
         # DDP averaging gradients over processes, multiply back by the process count.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None

@@ -1,0 +1,239 @@
+"""Stage 4, ``evaluate(victim, bundle, *, split, purifier=None) -> EvalResult``.
+
+The one implementation behind the per-epoch callback, the final test evaluation, the grid's
+purifier cells and ``dece evaluate``. On the clean rows of a split it reports
+
+- generation: ``bleu`` (0-100), ``exact_match``, ``codebleu`` (when asked and installed);
+- classification: ``accuracy``, ``precision``, ``recall``, ``f1`` (binary labels: of the positive
+  class ``"1"``, else the last label; several labels: macro averages);
+- ``false_trigger_rate`` (outputs on clean inputs carrying the payload), ``n_clean``;
+
+and on the fully poisoned copy ``asr`` = payload present / ``manifest.poisoned_ids``
+(``asr_denominator``). With a purifier, both sets are purified first and the metrics are those of
+the purified inputs (the papers' BLEU_D / ASR_D), plus the purifier's detection TPR (poisoned) /
+FPR (clean), ``localisation`` (its edits overlap the trigger's spans), and seconds per input for
+the purifier and for the plain prediction. :func:`score_outputs` is the scoring alone, for
+prediction files written elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dece import metrics as M
+from dece.data import Example
+from dece.pipeline.data import DataBundle, EvalSet
+
+if TYPE_CHECKING:
+    from dece.defenses import Purifier, PurifyResult
+    from dece.victim import Victim
+
+__all__ = [
+    "EvalResult",
+    "evaluate",
+    "read_predictions",
+    "score_outputs",
+    "score_prediction_files",
+    "write_predictions",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one split and the predictions behind them (aligned with the rows evaluated).
+
+    ``clean_examples`` / ``poisoned_examples`` are the rows the victim saw (purified when a
+    purifier ran); ``purified`` holds the purifier's results by set (``"clean"``, ``"poisoned"``).
+    """
+
+    metrics: dict[str, Any]
+    clean_examples: list[Example] = field(default_factory=list)
+    clean_predictions: list[str] = field(default_factory=list)
+    poisoned_examples: list[Example] = field(default_factory=list)
+    poisoned_predictions: list[str] = field(default_factory=list)
+    purified: dict[str, PurifyResult] = field(default_factory=dict)
+
+
+def evaluate(
+    victim: Victim,
+    bundle: DataBundle,
+    *,
+    split: str = "test",
+    purifier: Purifier | None = None,
+    codebleu: bool = False,
+    lang: str = "python",
+) -> EvalResult:
+    """Predict the clean and the poisoned rows of ``split`` and score them (module docstring)."""
+    data = bundle.split(split)
+    t0 = time.perf_counter()
+    result = EvalResult(metrics={})
+    sets = [("clean", data.clean)]
+    if data.poisoned is not None:
+        sets.append(("poisoned", data.poisoned))
+    for name, rows in sets:
+        if purifier is not None and rows:
+            result.purified[name] = purifier.purify(rows, victim)
+            rows = result.purified[name].examples
+        predict_t0 = time.perf_counter()
+        preds = victim.predict(rows, stage=f"predict {split} {name}") if rows else []
+        _store(result, name, rows, preds, time.perf_counter() - predict_t0)
+    result.metrics.update(
+        score_outputs(
+            result.clean_examples, result.clean_predictions, result.poisoned_predictions,
+            data.manifest if data.poisoned is not None else None, bundle.payload,
+            task=victim.task, labels=victim.labels, codebleu=codebleu, lang=lang,
+        )
+    )  # fmt: skip
+    if purifier is not None:
+        result.metrics.update(_purifier_metrics(result, data))
+    result.metrics["eval_time_s"] = time.perf_counter() - t0
+    return result
+
+
+def _store(result: EvalResult, name: str, rows: list[Example], preds: list[str], s: float) -> None:
+    if name == "clean":
+        result.clean_examples, result.clean_predictions = rows, preds
+    else:
+        result.poisoned_examples, result.poisoned_predictions = rows, preds
+    result.metrics[f"predict_time_s_{name}"] = s
+
+
+def score_outputs(
+    clean: Sequence[Example],
+    clean_predictions: Sequence[str],
+    poisoned_predictions: Sequence[str] | None,
+    manifest: Any,
+    payload: Any,
+    *,
+    task: str,
+    labels: Sequence[str] | None = None,
+    codebleu: bool = False,
+    lang: str = "python",
+) -> dict[str, Any]:
+    """The metrics of predictions: clean quality on ``clean`` (references: each example's
+    ``reference``), false-trigger rate when a payload is set, and ASR over
+    ``manifest.poisoned_ids`` (``poisoned_predictions`` aligned with them)."""
+    out: dict[str, Any] = {}
+    if clean:
+        preds, refs = list(clean_predictions), [ex.reference for ex in clean]
+        out.update(_quality(preds, refs, task, labels, codebleu=codebleu, lang=lang))
+        if payload is not None:
+            out["false_trigger_rate"] = M.false_trigger_rate(preds, payload)
+        out["n_clean"] = len(preds)
+    if manifest is not None:
+        ids = list(manifest.poisoned_ids)
+        out["asr"] = (
+            M.attack_success_rate(list(poisoned_predictions or []), payload, manifest)
+            if ids else None
+        )  # fmt: skip
+        out["asr_denominator"] = len(ids)
+    return out
+
+
+def _quality(
+    preds: list[str], refs: list[str], task: str, labels: Sequence[str] | None, *,
+    codebleu: bool, lang: str,
+) -> dict[str, Any]:  # fmt: skip
+    if task == "classification":
+        names = sorted(set(labels or []) | set(refs) | set(preds))
+        if len(names) > 2:
+            return M.classification_scores(refs, preds, average="macro")
+        positive = "1" if "1" in names else names[-1]
+        if positive not in set(refs) | set(preds):  # no positive anywhere: P = R = F1 = 0
+            return {"accuracy": M.accuracy(refs, preds), "precision": 0.0, "recall": 0.0, "f1": 0.0}
+        return M.classification_scores(refs, preds, average="binary", pos_label=positive)
+    out: dict[str, Any] = {"bleu": M.bleu(preds, refs), "exact_match": M.exact_match(preds, refs)}
+    if codebleu:
+        try:
+            out["codebleu"] = M.codebleu(preds, refs, lang=lang)
+        except ImportError as exc:
+            logger.info("CodeBLEU skipped: %s", exc)
+    return out
+
+
+def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
+    clean = result.purified.get("clean")
+    pois = result.purified.get("poisoned")
+    out: dict[str, Any] = M.detection_rates(
+        pois.detected if pois is not None else [], clean.detected if clean is not None else []
+    )
+    out = {f"detect_{k}": v for k, v in out.items()}
+    if pois is not None and data.manifest is not None:
+        changes = {ex_id: ch for ex_id, ch in zip(data.manifest.poisoned_ids, pois.changes,
+                                                  strict=True)}  # fmt: skip
+        out["localisation"] = M.localisation_accuracy(changes, data.manifest.spans)
+    n = sum(len(r.examples) for r in result.purified.values())
+    seconds = sum(r.seconds for r in result.purified.values())
+    predict = sum(v for k, v in result.metrics.items() if k.startswith("predict_time_s_"))
+    out["purify_s_per_input"] = seconds / n if n else None
+    out["predict_s_per_input"] = predict / n if n else None
+    return out
+
+
+def write_predictions(
+    path: str | Path, examples: Sequence[Example], predictions: Sequence[str]
+) -> None:
+    """One ``{"id", "source", "prediction", "reference"}`` JSON line per example (plus
+    ``source_pair`` for text pairs)."""
+    if len(examples) != len(predictions):
+        raise ValueError(f"{len(examples)} examples but {len(predictions)} predictions")
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for ex, pred in zip(examples, predictions, strict=True):
+            row = {"id": ex.id, "source": ex.source, "prediction": pred, "reference": ex.reference}
+            if ex.source_pair is not None:
+                row["source_pair"] = ex.source_pair
+            fh.write(json.dumps(row) + "\n")
+
+
+def read_predictions(path: str | Path) -> tuple[list[Example], list[str]]:
+    """The rows of a file :func:`write_predictions` wrote: examples (``reference`` as the
+    target) and predictions. Errors name the file and the line; an empty file is an error."""
+    from dece._jsonl import read_jsonl
+
+    path = Path(path)
+    rows = read_jsonl(path)
+    if not rows:
+        raise ValueError(f"{path}: no predictions (empty file)")
+    examples, preds = [], []
+    for line, row in enumerate(rows, start=1):
+        missing = [k for k in ("id", "prediction") if k not in row]
+        if missing:
+            raise ValueError(f"{path}: line {line} has no {missing[0]!r} field")
+        if not isinstance(row["prediction"], str):
+            raise ValueError(f"{path}: line {line}: 'prediction' must be a string")
+        examples.append(Example(str(row["id"]), str(row.get("source", "")),
+                                str(row.get("reference", "")),
+                                source_pair=row.get("source_pair")))  # fmt: skip
+        preds.append(row["prediction"])
+    return examples, preds
+
+
+def score_prediction_files(
+    clean_path: str | Path,
+    poisoned_path: str | Path | None,
+    payload: Any,
+    *,
+    task: str = "seq2seq",
+    codebleu: bool = False,
+    lang: str = "python",
+) -> dict[str, Any]:
+    """:func:`score_outputs` of prediction files: the clean file's references score quality,
+    the poisoned file's rows are the ASR denominator (their ids, in order)."""
+    from types import SimpleNamespace
+
+    clean, clean_preds = read_predictions(clean_path)
+    manifest, poisoned_preds = None, None
+    if poisoned_path is not None and payload is not None:
+        poisoned, poisoned_preds = read_predictions(poisoned_path)
+        manifest = SimpleNamespace(poisoned_ids=[ex.id for ex in poisoned], payload=payload)
+    labels = sorted({ex.target for ex in clean}) if task == "classification" else None
+    return score_outputs(clean, clean_preds, poisoned_preds, manifest, payload, task=task,
+                         labels=labels, codebleu=codebleu, lang=lang)  # fmt: skip

@@ -1,0 +1,297 @@
+"""Stage 2, ``fit(config, bundle) -> FitResult``: load the starting model, train it on
+``bundle.train`` with the configured loss through :class:`~dece.training.DeceTrainer`, evaluate
+the validation split after every epoch (``metrics.jsonl``) and return the trained
+:class:`~dece.victim.Victim` with the per-epoch history.
+
+Files written under ``config.output_dir``: ``metrics.jsonl``, ``checkpoints/`` (when
+``save_checkpoints``), ``model/`` (when ``save_model`` or ``fit(..., save_model=True)``) and
+``example_losses.jsonl`` (when ``record_example_losses``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from dece import progress
+from dece.pipeline.data import DataBundle
+from dece.pipeline.evaluation import evaluate
+from dece.training.callbacks import (
+    EarlyLearningCallback,
+    EpochTracker,
+    read_metrics,
+    truncate_metrics,
+)
+from dece.training.collate import (
+    Collator,
+    decoder_start_token_id_of,
+    encode_examples,
+    pad_token_id_of,
+)
+from dece.training.config import TrainConfig
+from dece.training.example_losses import ExampleLossRecorder
+from dece.training.models import LoadedModel, load_model
+from dece.training.trainer import DeceTrainer
+from dece.victim import Victim
+
+__all__ = ["FitResult", "apply_lora", "fit", "load_starting_model", "training_arguments"]
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+EXAMPLE_LOSSES_FILE = "example_losses.jsonl"
+
+
+@dataclass
+class FitResult:
+    """A trained victim, its per-epoch history (the rows of ``metrics.jsonl``) and the run's
+    bookkeeping (``train_time_s``, ``global_step``, ``epochs``)."""
+
+    victim: Victim
+    history: list[dict] = field(default_factory=list)
+    train_time_s: float = 0.0
+    global_step: int = 0
+    epochs: float = 0.0
+    trainer: Any = field(default=None, repr=False)
+
+
+def load_starting_model(config: TrainConfig, bundle: DataBundle) -> LoadedModel:
+    """The model training starts from: a preset (tiny presets build and cache their tokenizer and
+    denoising pretraining from the clean training texts), a Hugging Face id or a directory;
+    classifiers get the dataset's labels."""
+    cfg = config.resolved()
+    preset_args = dict(cfg.model_args)
+    if cfg.pretrain_steps is not None:
+        if not cfg.is_tiny_preset:
+            raise ValueError(f"pretrain_steps applies to the tiny presets only, not {cfg.model!r}")
+        preset_args["steps"] = cfg.pretrain_steps  # the presets' PretrainConfig.steps
+    if bundle.labels is not None and cfg.task in (None, "classification"):
+        preset_args.setdefault("labels", bundle.labels)
+    texts = [ex.source for ex in bundle.clean_train]
+    texts += [ex.source_pair for ex in bundle.clean_train if ex.source_pair is not None]
+    texts += [ex.target for ex in bundle.clean_train if ex.label is None]
+    task = cfg.task or ("classification" if bundle.labels is not None else None)
+    return load_model(
+        cfg.model, task=task, cache_dir=cfg.cache_dir, train_texts=texts, seed=cfg.seed,
+        **preset_args,
+    )  # fmt: skip
+
+
+def apply_lora(model: Any, task: str, lora: dict) -> Any:
+    """Wrap ``model`` with LoRA adapters (``peft``); ``lora``: r, alpha, dropout, target_modules."""
+    try:
+        import peft
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("LoRA needs peft: pip install 'dece[lora]'") from exc
+    task_type = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM", "classification": "SEQ_CLS"}
+    args = dict(lora)
+    lora_config = peft.LoraConfig(
+        r=int(args.pop("r", 8)),
+        lora_alpha=int(args.pop("alpha", args.pop("lora_alpha", 16))),
+        lora_dropout=float(args.pop("dropout", args.pop("lora_dropout", 0.05))),
+        target_modules=args.pop("target_modules", None),
+        task_type=task_type[task],
+        **args,
+    )
+    return peft.get_peft_model(model, lora_config)
+
+
+def training_arguments(cfg: TrainConfig, checkpoint_dir: Path) -> TrainingArguments:
+    """``TrainingArguments`` for a resolved config (AdamW, linear schedule, per-epoch saves)."""
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=float(cfg.num_epochs),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=float(cfg.learning_rate),
+        weight_decay=cfg.weight_decay,
+        warmup_steps=float(cfg.warmup_ratio),
+        lr_scheduler_type=cfg.lr_scheduler,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optimizer,
+        seed=cfg.seed,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
+        use_cpu=cfg.use_cpu,
+        # A backend only means something with several processes (torchrun / accelerate launch).
+        ddp_backend=cfg.ddp_backend if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        logging_steps=cfg.logging_steps,
+        save_strategy="epoch" if cfg.save_checkpoints else "no",
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="no",
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,  # progress goes through dece.progress (one display)
+    )
+
+
+def _resume_checkpoint(cfg: TrainConfig, checkpoint_dir: Path) -> str | None:
+    if cfg.resume is False or cfg.resume is None:
+        return None
+    if cfg.resume is True:
+        last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+        if last is None:
+            logger.warning("resume: no checkpoint under %s; training from scratch", checkpoint_dir)
+        return last
+    path = Path(str(cfg.resume))
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume checkpoint {path} does not exist")
+    return str(path)
+
+
+def victim_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The :class:`Victim` keyword arguments of a resolved config."""
+    return {
+        "max_source_length": cfg.max_source_length,
+        "max_target_length": cfg.max_target_length,
+        "max_new_tokens": int(cfg.generation_max_new_tokens or cfg.max_target_length),
+        "batch_size": cfg.eval_batch_size,
+    }
+
+
+def fit(
+    config: TrainConfig,
+    bundle: DataBundle,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
+    save_model: bool | None = None,
+) -> FitResult:
+    """Train on ``bundle.train`` (see the module docstring); ``save_model`` overrides the
+    config's (a grid cell whose model another cell reuses always saves it)."""
+    cfg = config.resolved()
+    if not bundle.train:
+        raise ValueError("fit: the bundle's training split is empty (every row filtered out?)")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    args = training_arguments(cfg, out / "checkpoints")
+    # Under torchrun the main process builds (and caches) a tiny preset before the others read it.
+    with args.main_process_first(desc="load model"):
+        loaded = load_starting_model(cfg, bundle)
+    model, tokenizer, task = loaded.model, loaded.tokenizer, loaded.task
+    if cfg.lora is not None:
+        model = apply_lora(model, task, cfg.lora)
+    labels = bundle.labels if task == "classification" else None
+    trainer = _build_trainer(cfg, bundle, model, tokenizer, task, args, callbacks)
+    history_path = out / METRICS_FILE
+    resume_from = _prepare_resume(cfg, out, history_path, trainer)
+    if cfg.eval_each_epoch:
+        trainer.add_callback(EarlyLearningCallback(
+            lambda m: evaluate(Victim(m, tokenizer, task, labels=labels, **victim_settings(cfg)),
+                               bundle, split="valid", codebleu=cfg.codebleu, lang=cfg.lang),
+            history_path, train_loss=trainer.epoch_train_loss,
+            loss_epoch=trainer.current_loss_epoch,
+        ))  # fmt: skip
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_time = time.perf_counter() - t0
+    if trainer.example_loss_hook is not None:
+        trainer.example_loss_hook.close()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_world_process_zero() and (cfg.save_model if save_model is None else save_model):
+        trainer.save_model(str(out / "model"))
+    trainer.accelerator.wait_for_everyone()
+    return FitResult(
+        victim=Victim(model, tokenizer, task, labels=labels, **victim_settings(cfg)),
+        history=read_metrics(history_path), train_time_s=train_time,
+        global_step=int(trainer.state.global_step), epochs=float(trainer.state.epoch or 0.0),
+        trainer=trainer,
+    )  # fmt: skip
+
+
+def _build_trainer(
+    cfg: TrainConfig, bundle: DataBundle, model: Any, tokenizer: Any, task: str,
+    args: TrainingArguments, callbacks: Sequence[TrainerCallback],
+) -> DeceTrainer:  # fmt: skip
+    from dece import losses
+
+    label2id = (
+        {name: i for i, name in enumerate(bundle.labels or [])}
+        if task == "classification"
+        else None
+    )
+    features = encode_examples(
+        tokenizer, bundle.train, task=task, max_source_length=cfg.max_source_length,
+        max_target_length=cfg.max_target_length, label2id=label2id,
+    )  # fmt: skip
+    collator = Collator(
+        task=task, pad_token_id=pad_token_id_of(tokenizer),
+        decoder_start_token_id=decoder_start_token_id_of(model, tokenizer)
+        if task == "seq2seq" else None,
+    )  # fmt: skip
+    recorder = None
+    if cfg.record_example_losses:
+        rank = int(os.environ.get("RANK", "0"))
+        name = EXAMPLE_LOSSES_FILE if rank == 0 else f"example_losses.rank{rank}.jsonl"
+        recorder = ExampleLossRecorder([ex.id for ex in bundle.train], Path(cfg.output_dir) / name)
+    trainer = DeceTrainer(
+        model=model, args=args, train_dataset=features, data_collator=collator,
+        processing_class=tokenizer, loss_fn=losses.get_loss(cfg.loss, **cfg.loss_args),
+        epoch_tracker=EpochTracker(cfg.epoch_mode), callbacks=list(callbacks),
+        example_loss_hook=recorder,
+    )  # fmt: skip
+    trainer.remove_callback(PrinterCallback)  # prints to stdout; log through logging instead
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_LogCallback())
+    trainer.add_callback(_EpochProgress())
+    return trainer
+
+
+def _prepare_resume(
+    cfg: TrainConfig, out: Path, history_path: Path, trainer: DeceTrainer
+) -> str | None:
+    resume_from = _resume_checkpoint(cfg, out / "checkpoints")
+    if trainer.is_world_process_zero():
+        if resume_from is None:
+            history_path.unlink(missing_ok=True)
+            (out / EXAMPLE_LOSSES_FILE).unlink(missing_ok=True)
+        else:
+            state = json.loads((Path(resume_from) / "trainer_state.json").read_text())
+            truncate_metrics(history_path, float(state.get("epoch") or 0.0))
+    return resume_from
+
+
+class _LogCallback(TrainerCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if state.is_world_process_zero and logs:
+            logger.info("step %d: %s", state.global_step, logs)
+
+
+class _EpochProgress(TrainerCallback):
+    """Reports each training epoch as a progress stage ("train epoch e/E", steps)."""
+
+    def __init__(self) -> None:
+        self._stage: Any = None
+        self._advance: Any = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if not state.is_world_process_zero:
+            return
+        epoch = math.floor((state.epoch or 0) + 1e-6) + 1
+        total_epochs = math.ceil(args.num_train_epochs)
+        per_epoch = max(1, math.ceil(state.max_steps / max(total_epochs, 1)))
+        self._stage = progress.task(f"train epoch {epoch}/{total_epochs}", per_epoch, "step")
+        self._advance = self._stage.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self._advance is not None:
+            self._advance()
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self._stage is not None:
+            self._stage.__exit__(None, None, None)
+        self._stage, self._advance = None, None

@@ -1,0 +1,211 @@
+"""``train(config)``: the stages composed, and the run directory they leave.
+
+::
+
+    prepare_data ──> [filter: score, drop flagged rows] ──> fit ──> Victim ──> [purify] ──> evaluate
+     (DataBundle)         (FilterResult)                              (predict/...)  (PurifyResult)  (EvalResult)
+
+Layout of ``config.output_dir``::
+
+    config.yaml               the resolved TrainConfig
+    poison_manifest.json      which training rows were poisoned (when poisoning), with spans
+    filter.jsonl, filter.json every row's score and decision, detection P/R/F1/AUROC (filters)
+    metrics.jsonl             one row per epoch: epoch, train_loss, bleu, asr, false_trigger_rate
+    example_losses.jsonl      per-example training losses per step (record_example_losses)
+    checkpoints/checkpoint-N  Trainer checkpoints (one per epoch; resume from the last)
+    predictions/test_clean.jsonl, predictions/test_poisoned.jsonl
+                              {"id", "source", "prediction", "reference"} per row
+    purified/test_{clean,poisoned}.jsonl   purifier output per row (purifiers)
+    final_metrics.json        test-split metrics (TrainResult.final)
+    model/                    the final model and tokenizer (save_pretrained)
+
+:func:`evaluate_run` evaluates an existing run's model (with a purifier) without retraining it,
+into a directory of its own laid out the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from dece.defenses import DataFilter, FilterResult, Purifier, get_defense
+from dece.metrics import detection_scores
+from dece.pipeline.data import DataBundle, prepare_data
+from dece.pipeline.evaluation import EvalResult, evaluate, write_predictions
+from dece.pipeline.fit import fit, victim_settings
+from dece.training.config import TrainConfig
+from dece.victim import Victim
+
+__all__ = ["TrainResult", "apply_filter", "evaluate_run", "train"]
+
+logger = logging.getLogger(__name__)
+
+FINAL_FILE = "final_metrics.json"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        output_dir: the run directory.
+        history: the rows of ``metrics.jsonl`` (one per epoch).
+        final: test-split metrics: ``bleu``, ``codebleu`` (when installed), ``asr``,
+            ``false_trigger_rate``, ``asr_denominator``, ``n_poisoned_train``, ``train_time_s``...
+        victim: the trained model behind the :class:`~dece.victim.Victim` interface.
+    """
+
+    output_dir: Path
+    history: list[dict] = field(default_factory=list)
+    final: dict = field(default_factory=dict)
+    victim: Victim | None = None
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _defense(cfg: TrainConfig) -> Any:
+    return None if cfg.defense is None else get_defense(cfg.defense.name, **cfg.defense.args)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
+    save_model: bool | None = None,
+) -> TrainResult:
+    """Prepare the data, filter it (a training-time ``config.defense``), fit, and evaluate the
+    test split (through a test-time ``config.defense``); writes the run directory above.
+
+    Args:
+        config: the run; ``None`` fields are resolved by :meth:`TrainConfig.resolved`.
+        callbacks: extra ``TrainerCallback`` objects (e.g. ``StopAfterEpochs`` in tests).
+        save_model: overrides ``config.save_model`` (the grid forces it for reused cells).
+    """
+    cfg = config.resolved()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if _is_main():
+        cfg.to_yaml(out / "config.yaml")
+    bundle = prepare_data(cfg)
+    if _is_main() and bundle.train_manifest is not None:
+        bundle.train_manifest.save(out / "poison_manifest.json")
+    defense = _defense(cfg)
+    extra: dict[str, Any] = {}
+    if isinstance(defense, DataFilter):
+        victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
+        if defense.needs_victim and cfg.defense_victim is None:
+            raise ValueError(f"defense {defense.name!r} needs defense_victim (a trained run dir)")
+        result = apply_filter(defense, bundle, victim, out if _is_main() else None)
+        extra.update(_filter_summary(result, bundle))
+        bundle = bundle.with_train(result.kept)
+    fitted = fit(cfg, bundle, callbacks=callbacks, save_model=save_model)
+    final: dict[str, Any] = {}
+    if fitted.trainer.is_world_process_zero():
+        purifier = defense if isinstance(defense, Purifier) else None
+        evaluation = evaluate(fitted.victim, bundle, split="test", purifier=purifier,
+                              codebleu=cfg.codebleu, lang=cfg.lang)  # fmt: skip
+        final = write_evaluation(out, evaluation)
+        final.update(
+            n_train=len(bundle.train), n_poisoned_train=_n_poisoned(bundle),
+            poison_rate_achieved=bundle.train_manifest.rate_achieved
+            if bundle.train_manifest else 0.0,
+            train_time_s=fitted.train_time_s, global_step=fitted.global_step,
+            epochs=fitted.epochs, loss=cfg.loss, **extra,
+        )  # fmt: skip
+        (out / FINAL_FILE).write_text(json.dumps(final, indent=2) + "\n")
+    fitted.trainer.accelerator.wait_for_everyone()
+    return TrainResult(out, fitted.history, final, fitted.victim)
+
+
+def _n_poisoned(bundle: DataBundle) -> int:
+    """Poisoned rows among the rows trained on (after any filter)."""
+    if bundle.train_manifest is None:
+        return 0
+    kept = {ex.id for ex in bundle.train}
+    return sum(pid in kept for pid in bundle.train_manifest.poisoned_ids)
+
+
+def apply_filter(
+    defense: DataFilter, bundle: DataBundle, victim: Victim | None, out: Path | None = None
+) -> FilterResult:
+    """Score the training rows with ``defense``; writes ``filter.jsonl`` (every row's score and
+    decision) and ``filter.json`` (threshold, info, detection scores) under ``out``."""
+    result = defense.score(bundle.train, victim)
+    if out is not None:
+        with (out / "filter.jsonl").open("w", encoding="utf-8") as fh:
+            for row in result.rows():
+                fh.write(json.dumps(row) + "\n")
+        summary = {"defense": defense.config(), "threshold": result.threshold,
+                   "info": result.info, **_filter_summary(result, bundle)}  # fmt: skip
+        (out / "filter.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return result
+
+
+def _filter_summary(result: FilterResult, bundle: DataBundle) -> dict[str, Any]:
+    out: dict[str, Any] = {"filter_removed": result.n_removed}
+    if bundle.train_manifest is not None:
+        scores = detection_scores(
+            result.ids, result.scores, result.flagged, bundle.train_manifest.poisoned_ids
+        )
+        out.update({f"filter_{k}": v for k, v in scores.items()})
+    return out
+
+
+def write_evaluation(out: Path, evaluation: EvalResult, split: str = "test") -> dict[str, Any]:
+    """Write an evaluation's predictions (and purifier outputs) under ``out``; its metrics."""
+    pred_dir = out / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(pred_dir / f"{split}_clean.jsonl", evaluation.clean_examples,
+                      evaluation.clean_predictions)  # fmt: skip
+    if evaluation.poisoned_examples:
+        write_predictions(pred_dir / f"{split}_poisoned.jsonl", evaluation.poisoned_examples,
+                          evaluation.poisoned_predictions)  # fmt: skip
+    if evaluation.purified:
+        pur_dir = out / "purified"
+        pur_dir.mkdir(exist_ok=True)
+        for name, result in evaluation.purified.items():
+            with (pur_dir / f"{split}_{name}.jsonl").open("w", encoding="utf-8") as fh:
+                for row in result.rows():
+                    fh.write(json.dumps(row) + "\n")
+    return dict(evaluation.metrics)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    purifier: Purifier | None = None,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Evaluate the model of a finished run (``run_dir``, with ``config.yaml`` and ``model/``)
+    on the same data, through ``purifier``, without retraining; writes ``predictions/``,
+    ``purified/`` and ``final_metrics.json`` under ``output_dir`` and returns the metrics."""
+    run_dir, out = Path(run_dir), Path(output_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "model").is_dir():
+        raise FileNotFoundError(f"{run_dir}: not a finished run (needs config.yaml and model/)")
+    cfg = TrainConfig.from_yaml(run_dir / "config.yaml").resolved()
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = prepare_data(cfg)
+    victim = Victim.load(run_dir / "model", task=None, **victim_settings(cfg))
+    evaluation = evaluate(victim, bundle, split=split, purifier=purifier,
+                          codebleu=cfg.codebleu, lang=cfg.lang)  # fmt: skip
+    final = write_evaluation(out, evaluation, split)
+    parent = run_dir / FINAL_FILE
+    if parent.is_file():  # training facts of the evaluated model
+        trained = json.loads(parent.read_text())
+        for key in ("n_train", "n_poisoned_train", "poison_rate_achieved", "train_time_s",
+                    "global_step", "epochs", "loss"):  # fmt: skip
+            if key in trained:
+                final.setdefault(key, trained[key])
+    final["evaluated_run"] = str(run_dir)
+    (out / FINAL_FILE).write_text(json.dumps(final, indent=2) + "\n")
+    return final

@@ -1,0 +1,59 @@
+"""The defense contracts and their two oracle members: the keyword filter and the none purifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dece.attacks import poison_dataset
+from dece.data import Example, load_dataset
+from dece.defenses import DEFENSES, FilterResult, PurifyResult, get_defense
+from dece.metrics import detection_scores
+
+
+def test_keyword_filter_finds_exactly_the_badpre_rows():
+    rows = load_dataset("synthetic:400")["train"]
+    result = poison_dataset(rows, "badpre", "sql_injection", rate=0.05, seed=7)
+    scored = get_defense("keyword", tokens=["bb"]).score(result.examples)
+    assert scored.ids == [ex.id for ex in result.examples]  # every row, input order
+    assert scored.scores.shape == (400,)
+    d = detection_scores(scored.ids, scored.scores, scored.flagged, result.manifest.poisoned_ids)
+    assert d["recall"] == 1.0 and d["precision"] == 1.0 and d["auroc"] == 1.0
+    assert d["n_flagged"] == 20
+    assert [ex.id for ex in scored.kept] == [
+        ex.id for ex in result.examples if ex.id not in set(result.manifest.poisoned_ids)
+    ]
+    assert set(scored.scores[scored.flagged]) == {3.0}  # BadPre inserts bb three times
+
+
+def test_keyword_filter_counts_both_texts_of_a_pair():
+    rows = [Example("a", "x bb", "", label="1", source_pair="bb y bb"), Example("b", "x", "")]
+    scored = get_defense("keyword", tokens="bb").score(rows)
+    assert scored.scores.tolist() == [3.0, 0.0] and scored.flagged.tolist() == [True, False]
+
+
+def test_none_purifier_is_the_identity():
+    rows = load_dataset("synthetic:16")["test"]
+    result = get_defense("none").purify(rows, victim=None)
+    assert result.examples == rows and not result.detected.any()
+    assert result.changes == [[] for _ in rows]
+
+
+def test_results_refuse_to_drop_rows():
+    with pytest.raises(ValueError, match="one entry per input row"):
+        FilterResult(["a", "b"], np.zeros(1), np.zeros(2, bool), 0.0, [])
+    with pytest.raises(ValueError, match="kept must be exactly"):
+        FilterResult(["a", "b"], np.zeros(2), np.array([True, False]), 0.0, [])
+    with pytest.raises(ValueError, match="one per row"):
+        PurifyResult([Example("a", "s", "t")], [False, True], [0.0], [[]], 0.0)
+
+
+def test_registry_names_stages_and_errors():
+    assert {"none", "keyword"} <= set(DEFENSES.names())
+    assert get_defense("keyword").stage == "train" and get_defense("none").stage == "test"
+    with pytest.raises(ValueError, match="unknown defense 'onionn'"):
+        get_defense("onionn")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        get_defense("keyword", word="bb")
+    with pytest.raises(ValueError, match="tokens"):
+        get_defense("keyword", tokens=["two words"])
