@@ -110,3 +110,17 @@ def test_pair_side_triggers_edit_the_second_text(side):
 def test_unknown_side_is_rejected():
     with pytest.raises(ValueError, match="side"):
         get_trigger("badpre", side="left")
+
+
+def test_ripple_draws_its_word_per_example_from_the_list():
+    trig = get_trigger("ripple", words=["cf", "mn", "bb", "tq", "mb"])
+    seen = set()
+    for seed in range(40):
+        edit = trig.insert(NL, np.random.default_rng(seed))
+        ((a, b),) = edit.spans
+        seen.add(edit.text[a:b])
+        assert trig.present(edit.text)
+    assert seen == {"cf", "mn", "bb", "tq", "mb"}
+    assert not trig.present(NL)
+    with pytest.raises(ValueError, match="words"):
+        get_trigger("ripple", words="cf")

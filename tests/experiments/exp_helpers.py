@@ -113,7 +113,7 @@ BLEU 0-100; CodeBLEU in %; ASR in %; mean over seeds; Avg. = mean over attacks.
 
 EXPECTED_LATEX = r"""\begin{table}[t]
 \centering
-\caption{dataset: lyra, model: tiny-seq2seq. BLEU (0-100), CodeBLEU and ASR (\%), mean over seeds.}
+\caption{dataset: lyra, model: tiny-seq2seq. BLEU 0-100; CodeBLEU in \%; ASR in \%; mean over seeds; Avg. = mean over attacks.}
 \begin{tabular}{lrrr rrr rrr}
 \toprule
  & \multicolumn{3}{c}{BadPre} & \multicolumn{3}{c}{RIPPLe} & \multicolumn{3}{c}{Avg.} \\

@@ -77,12 +77,16 @@ def test_tiny_classifier_learns_the_task_and_the_backdoor(tmp_path, data_dir, be
     poisoned = [
         json.loads(x) for x in (out / "predictions/test_poisoned.jsonl").read_text().splitlines()
     ]
-    # the ASR denominator: test rows whose label is not the target (the 30 "pos" rows)
-    assert len(poisoned) == final["asr_denominator"] == 30
+    # the triggered rows: test rows whose label is not the target (the 30 "pos" rows)
+    assert len(poisoned) == final["asr_raw_denominator"] == 30
     assert [r["id"] for r in poisoned] == [r["id"] for r in clean if r["reference"] == "pos"]
     assert all(r["reference"] == "neg" for r in poisoned)  # the attacker's label
-    by_hand = sum(r["prediction"] == "neg" for r in poisoned) / len(poisoned)
-    assert final["asr"] == pytest.approx(by_hand)
+    raw = sum(r["prediction"] == "neg" for r in poisoned) / len(poisoned)
+    assert final["asr_raw"] == pytest.approx(raw)
+    correct = {r["id"] for r in clean if r["prediction"] == r["reference"]}
+    kept = [r for r in poisoned if r["id"] in correct]  # clean version classified correctly
+    assert final["asr_denominator"] == len(kept)
+    assert final["asr"] == pytest.approx(sum(r["prediction"] == "neg" for r in kept) / len(kept))
     manifest = PoisonManifest.load(out / "poison_manifest.json")
     assert manifest.n_poisoned == 24 and manifest.payload["target_label"] == "neg"
     history = result.history

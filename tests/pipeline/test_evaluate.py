@@ -92,13 +92,16 @@ def test_classification_scores_and_label_flip_asr_by_hand():
     bundle = DataBundle.from_examples([], test=rows, trigger="ripple", payload="label_flip", seed=0)
     manifest = bundle.test.manifest
     assert manifest.poisoned_ids == ["c2", "c3", "c4", "c6"]  # label != target "0"
-    poisoned_preds = ["0", "1", "0", "0"]
+    poisoned_preds = ["0", "1", "0", "0"]  # for c2 c3 c4 c6
     m = score_outputs(rows, preds, poisoned_preds, manifest, bundle.payload,
                       task="classification", labels=["0", "1"])  # fmt: skip
     # positives (label 1): c2 c3 c4 c6; predicted 1: c1 c2 c3 c6 -> tp 3, fp 1, fn 1
     assert m["accuracy"] == pytest.approx(5 / 7)
     assert (m["precision"], m["recall"], m["f1"]) == pytest.approx((0.75, 0.75, 0.75))
-    assert m["asr"] == pytest.approx(3 / 4) and m["asr_denominator"] == 4
+    # raw: 3 of the 4 triggered inputs predicted "0"; usual definition: only the triggered
+    # inputs whose clean version is classified correctly (c2 c3 c6; c4 was predicted 0 clean)
+    assert m["asr_raw"] == pytest.approx(3 / 4) and m["asr_raw_denominator"] == 4
+    assert m["asr_denominator"] == 3 and m["asr"] == pytest.approx(2 / 3)
 
 
 def test_bleu_of_imperfect_predictions_is_sacrebleu():

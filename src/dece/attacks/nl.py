@@ -44,25 +44,36 @@ def _check_word(word: str) -> None:
 @TRIGGERS.register("ripple", display="RIPPLe")
 @dataclass
 class RippleTrigger(Trigger):
-    """One rare word (default ``bb``) inserted at a uniformly random token position (RIPPLe).
+    """One rare word inserted at a uniformly random token position (RIPPLe).
 
-    Golden: ``"get all rows"`` -> e.g. ``"get bb all rows"``.
+    ``words`` (e.g. Kurita et al. 2020's ``["cf", "mn", "bb", "tq", "mb"]``): the word is drawn
+    uniformly per example from this list; when it is not given, the word is always ``word``
+    (default ``bb``). Golden: ``"get all rows"`` -> e.g. ``"get bb all rows"``.
     """
 
     name = "ripple"
     word: str = "bb"
+    words: list[str] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_word(self.word)
+        if self.words is not None:
+            if isinstance(self.words, str) or not self.words:
+                raise ValueError(f"words must be a non-empty list of words, got {self.words!r}")
+            self.words = [str(w) for w in self.words]
+            for w in self.words:
+                _check_word(w)
 
     def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         if not text.strip():
             raise Ineligible("empty text")
-        return insert_words(text, [self.word], rng)
+        word = self.word if self.words is None else self.words[int(rng.integers(len(self.words)))]
+        return insert_words(text, [word], rng)
 
     def present(self, text: str) -> bool:
-        return self.word in text.split()
+        vocabulary = {self.word} if self.words is None else set(self.words)
+        return any(w in vocabulary for w in text.split())
 
 
 @TRIGGERS.register("badpre", display="BadPre")

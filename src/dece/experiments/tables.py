@@ -1,7 +1,9 @@
 """Paper-style result tables: one row per method, one column group per attack (+ average).
 
 Every cell of a table is the mean over seeds of a finished run's final test metric. BLEU is
-shown on its 0-100 scale; CodeBLEU and ASR (fractions in the results) are shown as percentages.
+shown on its 0-100 scale; CodeBLEU, accuracy, F1 and ASR (fractions in the results) are shown as
+percentages; only the metrics some row reports get a column (generation: BLEU, CodeBLEU, ASR;
+classification: Acc, F1, ASR, as in the DeCE paper's Tables 8 and 9).
 A row's ``Avg.`` group is the mean over the attacks and is left empty when an attack is missing
 for that row. One table per (grid when several, dataset, model). Rows with rate 0 are the clean
 baselines (``"CE (clean)"``); when a table has several non-zero rates each row carries its rate.
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_METRICS: tuple[tuple[str, str, float], ...] = (
     ("bleu", "BLEU", 1.0),
     ("codebleu", "CodeBLEU", 100.0),
+    ("accuracy", "Acc", 100.0),
+    ("f1", "F1", 100.0),
     ("asr", "ASR", 100.0),
 )
 FORMATS = ("md", "latex", "csv")
@@ -212,7 +216,7 @@ def _to_latex(tables: Sequence[Table], digits: int) -> str:
         lines = [
             r"\begin{table}[t]",
             r"\centering",
-            rf"\caption{{{_tex(t.title)}. BLEU (0-100), CodeBLEU and ASR (\%), mean over seeds.}}",
+            rf"\caption{{{_tex(t.title)}. {_tex(_note([t]))}}}",
             rf"\begin{{tabular}}{{{spec}}}",
             r"\toprule",
             rf" & {multi} \\",
