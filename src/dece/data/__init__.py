@@ -8,6 +8,7 @@
 
 from dece.data.example import DataError, DataFileNotFoundError, Example
 from dece.data.loaders import (
+    DATASETS,
     SPLITS,
     discover_splits,
     load_dataset,
@@ -18,6 +19,7 @@ from dece.data.loaders import (
 from dece.data.synthetic import synthetic_dataset
 
 __all__ = [
+    "DATASETS",
     "SPLITS",
     "DataError",
     "DataFileNotFoundError",

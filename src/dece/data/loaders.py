@@ -12,11 +12,12 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dece.data.example import DataError, DataFileNotFoundError, Example
+from dece.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ _SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
 _NAN_STRINGS = frozenset({"nan", "null", "none", "n/a", "na", "<na>"})
 
 __all__ = [
+    "DATASETS",
     "SPLITS",
     "discover_splits",
     "load_dataset",
@@ -282,25 +284,41 @@ def load_splits(path: str | Path, **columns: Any) -> dict[str, list[Example]]:
     return {"train": load_examples(path, split="train", **columns)}
 
 
+#: Named datasets: ``name -> builder(arg, seed, **columns) -> splits``. ``load_dataset("name")``
+#: and ``load_dataset("name:ARG")`` call the builder with ``arg`` None or the text after the colon
+#: (e.g. a size). Modules register theirs with ``@DATASETS.register("name")``.
+DATASETS: Registry[Callable[..., dict[str, list[Example]]]] = Registry("dataset")
+
+
+@DATASETS.register("synthetic")
+def _synthetic(arg: str | None, seed: int, **columns: Any) -> dict[str, list[Example]]:
+    """The built-in synthetic dataset: 1600/200/200 rows, or ``synthetic:N`` (N train rows,
+    ``N // 8`` valid and test rows)."""
+    from dece.data.synthetic import synthetic_dataset
+
+    if arg is None:
+        return synthetic_dataset(seed=seed)
+    if not arg.isdigit() or int(arg) < 1:
+        raise ValueError(
+            f"spec 'synthetic:{arg}': expected 'synthetic:N' with N a positive integer"
+        )
+    n = int(arg)
+    return synthetic_dataset(seed=seed, sizes=(n, n // 8, n // 8))
+
+
 def load_dataset(spec: str | Path, *, seed: int = 0, **columns: Any) -> dict[str, list[Example]]:
     """Resolve a dataset spec to its splits.
 
     Args:
-        spec: ``"synthetic"`` (the built-in dataset, sizes 1600/200/200), ``"synthetic:N"``
-            (N train rows, ``N // 8`` valid and test rows), a directory (see
-            :func:`discover_splits`) or a single file (loaded as the train split).
-        seed: seed of the synthetic dataset (ignored for files).
+        spec: a registered name (:data:`DATASETS`: ``"synthetic"`` (1600/200/200),
+            ``"synthetic:N"``, ...; ``"name:ARG"`` passes ``ARG`` to the builder), a directory
+            (see :func:`discover_splits`) or a single file (loaded as the train split). An
+            existing path wins over a name.
+        seed: seed of the generated or sampled datasets (ignored for plain files).
         columns: column names for :func:`load_examples`.
     """
     text = str(spec)
-    if text == "synthetic" or text.startswith("synthetic:"):
-        from dece.data.synthetic import synthetic_dataset
-
-        if text == "synthetic":
-            return synthetic_dataset(seed=seed)
-        size = text.partition(":")[2]
-        if not size.isdigit() or int(size) < 1:
-            raise ValueError(f"spec {text!r}: expected 'synthetic:N' with N a positive integer")
-        n = int(size)
-        return synthetic_dataset(seed=seed, sizes=(n, n // 8, n // 8))
+    name, sep, arg = text.partition(":")
+    if name in DATASETS and not Path(text).exists():
+        return DATASETS.get(name)(arg if sep else None, seed, **columns)
     return load_splits(spec, **columns)
