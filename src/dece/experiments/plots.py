@@ -1,10 +1,13 @@
 """PNG plots of grid results (matplotlib ``Figure`` objects, no pyplot state, Agg rendering).
 
-- :func:`plot_early_learning`: clean BLEU and ASR vs epoch, one line per method (loss), one row
-  of panels per (dataset, model, attack, rate) with poisoned training.
-- :func:`plot_asr_vs_bleu`: final ASR vs BLEU, one scatter series per method.
-- :func:`plot_sensitivity`: DeCE's alpha / epsilon sensitivity heatmaps (ASR and BLEU) when the
-  grid varies ``alpha_base`` and/or ``label_smoothing``.
+- :func:`plot_early_learning`: clean quality and ASR vs epoch, one line per method (loss), one row
+  of panels per (dataset, model, attack, rate) with poisoned training. Quality is BLEU for
+  generation and accuracy and F1 for classification, whose ASR panel also shows the raw ASR
+  (over every triggered input, dashed) beside the usual one (over the triggered inputs whose
+  clean version is classified correctly).
+- :func:`plot_asr_vs_bleu`: final ASR vs BLEU (F1 for classification), one series per method.
+- :func:`plot_sensitivity`: DeCE's alpha / epsilon sensitivity heatmaps (ASR and BLEU, or F1)
+  when the grid varies ``alpha_base`` and/or ``label_smoothing``.
 
 Each function saves the figure to ``path`` and returns it so callers (and tests) can inspect it.
 Curves and points are means over seeds.
@@ -44,6 +47,20 @@ def _methods(rows: Sequence[ResultRow]) -> list[str]:
     return sorted(order, key=lambda m: (order[m], m))
 
 
+# (result key, axis label, factor from the stored scale to the shown scale)
+_BLEU = ("bleu", "clean BLEU", 1.0)
+_CLASSIFICATION = (("accuracy", "clean accuracy (%)", 100.0), ("f1", "clean F1 (%)", 100.0))
+
+
+def _quality(rows: Sequence[ResultRow]) -> tuple[tuple[str, str, float], ...]:
+    """The clean-quality metrics of ``rows``: BLEU (generation), else accuracy and F1."""
+    if any(r.metric("bleu") is not None or any("bleu" in h for h in r.history) for r in rows):
+        return (_BLEU,)
+    if any(r.metric("f1") is not None or any("f1" in h for h in r.history) for r in rows):
+        return _CLASSIFICATION
+    return (_BLEU,)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,40 +68,49 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def _epoch_means(group: Sequence[ResultRow], method: str, key: str) -> tuple[list, list]:
+    """Epochs and the mean over seeds of ``key`` at each (epochs where some run reports it)."""
+    by_epoch: dict[int, list[float]] = {}
+    for r in group:
+        if r.method == method:
+            for h in r.history:
+                if h.get(key) is not None:
+                    by_epoch.setdefault(int(h["epoch"]), []).append(float(h[key]))
+    epochs = sorted(by_epoch)
+    return epochs, [float(np.mean(by_epoch[e])) for e in epochs]
+
+
 def plot_early_learning(rows: Sequence[ResultRow], path: str | Path) -> Figure:
-    """Clean BLEU (left) and ASR % (right) vs epoch; one line per method per panel row."""
+    """Clean quality (left: BLEU, or accuracy and F1) and ASR % (right) vs epoch; one line per
+    method per panel row (classification: the raw ASR dashed beside the usual one)."""
     rows = [r for r in _poisoned_or_all(rows) if r.history]
     if not rows:
         raise ValueError("no per-epoch history (metrics.jsonl) in the results to plot")
     contexts: dict[tuple[str, str, str, float], list[ResultRow]] = {}
     for r in rows:
         contexts.setdefault((r.dataset, r.model, r.attack, r.rate), []).append(r)
-    fig = Figure(figsize=(10, 3.6 * len(contexts)), layout="constrained")
-    axes = fig.subplots(len(contexts), 2, squeeze=False)
-    for (ax_bleu, ax_asr), ((dataset, model, attack, rate), group) in zip(
-        axes, contexts.items(), strict=True
-    ):
-        for method in _methods(group):
-            curves: dict[int, dict[str, list[float]]] = {}
-            for r in group:
-                if r.method != method:
-                    continue
-                for h in r.history:
-                    slot = curves.setdefault(int(h["epoch"]), {"bleu": [], "asr": []})
-                    for key in ("bleu", "asr"):
-                        if h.get(key) is not None:
-                            slot[key].append(float(h[key]))
-            epochs = sorted(curves)
-            for ax, key, scale in ((ax_bleu, "bleu", 1.0), (ax_asr, "asr", 100.0)):
-                xs = [e for e in epochs if curves[e][key]]
-                ys = [scale * float(np.mean(curves[e][key])) for e in xs]
-                ax.plot(xs, ys, marker="o", label=method)
+    quality = {key: _quality(group) for key, group in contexts.items()}
+    ncols = 1 + max(len(q) for q in quality.values())
+    fig = Figure(figsize=(5 * ncols, 3.6 * len(contexts)), layout="constrained")
+    axes = fig.subplots(len(contexts), ncols, squeeze=False)
+    for row_axes, (key, group) in zip(axes, contexts.items(), strict=True):
+        dataset, model, attack, rate = key
         title = f"{attack} {rate * 100:g}% ({dataset}, {model})"
-        ax_bleu.set(xlabel="epoch", ylabel="clean BLEU")
-        ax_asr.set(xlabel="epoch", ylabel="ASR (%)", ylim=(-2, 102))
-        ax_bleu.set_title(f"clean BLEU - {title}", fontsize=9)
-        ax_asr.set_title(f"ASR - {title}", fontsize=9)
-        for ax in (ax_bleu, ax_asr):
+        panels = [*quality[key], ("asr", "ASR (%)", 100.0)]
+        for ax in row_axes[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (metric, label, scale) in zip(row_axes, panels, strict=False):
+            for i, method in enumerate(_methods(group)):
+                xs, ys = _epoch_means(group, method, metric)
+                ax.plot(xs, [scale * y for y in ys], marker="o", label=method, color=f"C{i}")
+                if metric == "asr" and quality[key] is _CLASSIFICATION:
+                    xs, ys = _epoch_means(group, method, "asr_raw")
+                    ax.plot(xs, [scale * y for y in ys], marker=".", linestyle="--",
+                            color=f"C{i}", label=f"{method} (raw)")  # fmt: skip
+            ax.set(xlabel="epoch", ylabel=label)
+            if metric == "asr":
+                ax.set_ylim(-2, 102)
+            ax.set_title(f"{label.replace(' (%)', '')} - {title}", fontsize=9)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend()
@@ -93,24 +119,26 @@ def plot_early_learning(rows: Sequence[ResultRow], path: str | Path) -> Figure:
 
 
 def plot_asr_vs_bleu(rows: Sequence[ResultRow], path: str | Path) -> Figure:
-    """Final ASR % vs clean BLEU, one scatter series per method (points: attacks/datasets)."""
-    rows = [r for r in _poisoned_or_all(rows) if r.metric("bleu") is not None]
+    """Final ASR % vs clean BLEU (classification: clean F1 %), one scatter series per method
+    (points: attacks/datasets)."""
+    key, label, scale = _quality(rows)[-1]  # BLEU, or F1 for classification
+    rows = [r for r in _poisoned_or_all(rows) if r.metric(key) is not None]
     rows = [r for r in rows if r.metric("asr") is not None]
     if not rows:
-        raise ValueError("no results with both 'bleu' and 'asr' to plot")
+        raise ValueError(f"no results with both {key!r} and 'asr' to plot")
     fig = Figure(figsize=(6, 4.5), layout="constrained")
     ax = fig.subplots()
     for method in _methods(rows):
         points: dict[tuple[str, str, str, float], list[tuple[float, float]]] = {}
         for r in rows:
             if r.method == method:
-                key = (r.dataset, r.model, r.attack, r.rate)
-                points.setdefault(key, []).append((r.metric("bleu"), 100 * r.metric("asr")))  # type: ignore[operator]
+                point = (scale * r.metric(key), 100 * r.metric("asr"))  # type: ignore[operator]
+                points.setdefault((r.dataset, r.model, r.attack, r.rate), []).append(point)
         xy = np.array([np.mean(v, axis=0) for v in points.values()])
         ax.scatter(xy[:, 0], xy[:, 1], label=method, s=40)
         for (_, _, attack, _), (x, y) in zip(points, xy, strict=True):
             ax.annotate(attack, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set(xlabel="clean BLEU", ylabel="ASR (%)", title="Attack success vs clean quality")
+    ax.set(xlabel=label, ylabel="ASR (%)", title="Attack success vs clean quality")
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
@@ -152,10 +180,14 @@ def sensitivity_grid(
 def plot_sensitivity(
     rows: Sequence[ResultRow], path: str | Path, loss: str = "dece"
 ) -> Figure | None:
-    """ASR % and BLEU heatmaps over the varied DeCE hyperparameters; ``None`` (nothing written)
-    when the results do not vary ``alpha_base`` or ``label_smoothing``."""
+    """ASR % and BLEU (classification: F1 %) heatmaps over the varied DeCE hyperparameters;
+    ``None`` (nothing written) when the results do not vary ``alpha_base`` or ``label_smoothing``."""
     panels = []
-    for metric, name, scale in (("asr", "ASR (%)", 100.0), ("bleu", "BLEU", 1.0)):
+    key, label, factor = _quality(rows)[-1]  # BLEU, or F1 for classification
+    for metric, name, scale in (
+        ("asr", "ASR (%)", 100.0),
+        (key, label.removeprefix("clean "), factor),
+    ):
         grid = sensitivity_grid(rows, metric, loss)
         if grid is not None:
             panels.append((name, scale, *grid))
@@ -189,9 +221,11 @@ def write_plots(rows: Sequence[ResultRow], out_dir: str | Path) -> list[Path]:
     if any(r.history for r in rows):
         plot_early_learning(rows, out / "early_learning.png")
         written.append(out / "early_learning.png")
-    if any(r.metric("bleu") is not None and r.metric("asr") is not None for r in rows):
-        plot_asr_vs_bleu(rows, out / "asr_vs_bleu.png")
-        written.append(out / "asr_vs_bleu.png")
+    key = _quality(rows)[-1][0]
+    if any(r.metric(key) is not None and r.metric("asr") is not None for r in rows):
+        name = "asr_vs_bleu.png" if key == "bleu" else f"asr_vs_{key}.png"
+        plot_asr_vs_bleu(rows, out / name)
+        written.append(out / name)
     if plot_sensitivity(rows, out / "sensitivity.png") is not None:
         written.append(out / "sensitivity.png")
     return written
