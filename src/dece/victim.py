@@ -23,7 +23,9 @@ pairs included) to
 Every call counts toward :attr:`Victim.stats` (calls, rows and seconds per method), so a defense's
 cost can be measured in model calls as well as seconds. Load one with :meth:`Victim.load` from a
 ``dece`` run directory (``output_dir`` of :func:`dece.pipeline.train`, or its ``model/``) or from
-any Hugging Face checkpoint directory, id or ``dece`` preset.
+any Hugging Face checkpoint directory, id or ``dece`` preset; a victim loaded from a run
+directory remembers it (:attr:`Victim.run_dir`), so a defense can read what training recorded
+there (the per-example losses of ``example_losses.jsonl``).
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ class Victim:
                 labels = [str(id2label[i]) for i in sorted(id2label)]
             self.labels = [str(x) for x in labels]
         self.stats = VictimStats()
+        #: the ``dece`` run directory the model was loaded from (None: built in memory or loaded
+        #: from elsewhere); set by :meth:`load`
+        self.run_dir: Path | None = None
 
     # ------------------------------------------------------------------------------ loading
     @classmethod
@@ -126,15 +131,20 @@ class Victim:
         a Hugging Face id or a ``dece`` preset. ``kwargs`` override the constructor's."""
         path = Path(spec)
         settings: dict[str, Any] = {}
+        run_dir = None
         if (path / "config.yaml").is_file() and (path / "model").is_dir():
             settings = _run_settings(path / "config.yaml")
-            path = path / "model"
+            run_dir, path = path, path / "model"
+        elif path.name == "model" and (path.parent / "config.yaml").is_file():
+            run_dir = path.parent
         settings.update(kwargs)
         model, tokenizer, loaded_task = _load_checkpoint(
             str(path), task or settings.pop("task", None)
         )
         settings.pop("task", None)
-        return cls(model, tokenizer, loaded_task, **settings)
+        victim = cls(model, tokenizer, loaded_task, **settings)
+        victim.run_dir = run_dir
+        return victim
 
     # ------------------------------------------------------------------------------ encoding
     @property

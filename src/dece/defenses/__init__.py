@@ -4,12 +4,21 @@
 >>> get_defense("keyword", tokens=["bb"]).stage
 'train'
 
-Registered: ``none`` (identity purifier) and ``keyword`` (token filter); both double as oracles
-of the two defense paths. See :mod:`dece.defenses.base` for the contracts.
+Registered: ``none`` (identity purifier) and ``keyword`` (token filter), which double as oracles
+of the two defense paths; the training-time filters ``bki``, ``spectral``,
+``activation_clustering``, ``naturalness`` and ``dynamics``; the training recipe
+``moderate_fitting``. See :mod:`dece.defenses.base` for the contracts.
 """
 
+from dece.defenses import activation_clustering as _activation_clustering  # noqa: F401
+from dece.defenses import bki as _bki  # noqa: F401  (registers)
+from dece.defenses import dynamics as _dynamics  # noqa: F401  (registers)
 from dece.defenses import keyword as _keyword  # noqa: F401  (registers)
+from dece.defenses import moderate_fitting as _moderate_fitting  # noqa: F401  (registers)
+from dece.defenses import naturalness as _naturalness  # noqa: F401  (registers)
 from dece.defenses import none as _none  # noqa: F401  (registers)
+from dece.defenses import spectral as _spectral  # noqa: F401  (registers)
+from dece.defenses.activation_clustering import ActivationClusteringFilter
 from dece.defenses.base import (
     DEFENSES,
     Change,
@@ -18,22 +27,35 @@ from dece.defenses.base import (
     FilterResult,
     Purifier,
     PurifyResult,
+    TrainingRecipe,
     defense_stage,
     get_defense,
 )
+from dece.defenses.bki import BKIFilter
+from dece.defenses.dynamics import TrainingDynamicsFilter
 from dece.defenses.keyword import KeywordFilter
+from dece.defenses.moderate_fitting import ModerateFitting
+from dece.defenses.naturalness import NaturalnessFilter
 from dece.defenses.none import NonePurifier
+from dece.defenses.spectral import SpectralSignatureFilter
 
 __all__ = [
     "DEFENSES",
+    "ActivationClusteringFilter",
+    "BKIFilter",
     "Change",
     "DataFilter",
     "Defense",
     "FilterResult",
     "KeywordFilter",
+    "ModerateFitting",
+    "NaturalnessFilter",
     "NonePurifier",
     "Purifier",
     "PurifyResult",
+    "SpectralSignatureFilter",
+    "TrainingDynamicsFilter",
+    "TrainingRecipe",
     "defense_stage",
     "get_defense",
 ]

@@ -9,6 +9,9 @@
 - A test-time :class:`Purifier` rewrites inputs before the victim predicts:
   ``purify(examples, victim) -> PurifyResult`` with the purified rows, a detected flag and a score
   per row, what was changed (the spans, in the input's character offsets) and the time spent.
+- A :class:`TrainingRecipe` (stage ``"train"``) removes no rows: it changes how the model is
+  trained, ``overrides(config) -> dict`` of ``TrainConfig`` fields (Moderate-fitting: LoRA, a
+  smaller learning rate, fewer epochs), applied by :func:`dece.pipeline.train` before fitting.
 
 Components are registered by name in :data:`DEFENSES` and built with :func:`get_defense`; each
 declares ``stage`` (``"train"`` for filters, ``"test"`` for purifiers).
@@ -28,6 +31,7 @@ from dece.data import Example
 from dece.registry import Registry
 
 if TYPE_CHECKING:
+    from dece.training.config import TrainConfig
     from dece.victim import Victim
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "FilterResult",
     "PurifyResult",
     "Purifier",
+    "TrainingRecipe",
     "defense_stage",
     "get_defense",
 ]
@@ -47,8 +52,10 @@ class Defense:
     """Shared base: a registered name, a stage and hyperparameters (dataclass fields)."""
 
     name: ClassVar[str]
-    stage: ClassVar[str]  # "train" (filter) or "test" (purifier)
+    stage: ClassVar[str]  # "train" (filter, recipe) or "test" (purifier)
     needs_victim: ClassVar[bool] = False
+    #: reads the victim run's ``example_losses.jsonl`` (the grid records it for the parent cell)
+    needs_example_losses: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
@@ -196,6 +203,18 @@ class Purifier(Defense):
     stage = "test"
 
     def purify(self, examples: Sequence[Example], victim: Victim) -> PurifyResult:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------ recipes
+class TrainingRecipe(Defense):
+    """Training-time defense that changes the training itself (no row is removed): subclasses
+    implement :meth:`overrides`."""
+
+    stage = "train"
+
+    def overrides(self, config: TrainConfig) -> dict[str, Any]:
+        """``TrainConfig`` fields to replace in the resolved ``config`` before fitting."""
         raise NotImplementedError
 
 

@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dece.experiments.detection_table import detection_section
+from dece.experiments.pca import write_pca_plots
 from dece.experiments.plots import write_plots
 from dece.experiments.results import ResultRow, load_results
 from dece.experiments.runner import atomic_write_text
@@ -34,14 +36,17 @@ def write_report(
     plots: bool = True,
     name: str = "report",
 ) -> Report:
-    """Tables (``fmt`` in md / latex / csv) and PNG plots from the finished cells of ``runs_dir``.
+    """Tables (``fmt`` in md / latex / csv) and PNG plots from the finished cells of ``runs_dir``;
+    the training-time filters' detection tables follow the result tables when any filter ran
+    (:mod:`dece.experiments.detection_table`), and the representation PCA plot (the DeCE paper's
+    Figure 4, :mod:`dece.experiments.pca`) joins the plots when clean / CE / DeCE models exist.
 
     Writes ``<out_dir>/<name>.{md,tex,csv}`` and the plots when ``out_dir`` is given.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
     rows = load_results(runs_dir)
-    text = format_tables(build_tables(rows), fmt)
+    text = format_tables(build_tables(rows), fmt) + detection_section(runs_dir, fmt)
     report = Report(text=text, rows=rows)
     if out_dir is not None:
         out = Path(out_dir)
@@ -49,5 +54,5 @@ def write_report(
         report.table_path = out / f"{name}{REPORT_SUFFIX[fmt]}"
         atomic_write_text(report.table_path, text)
         if plots:
-            report.plots = write_plots(rows, out)
+            report.plots = write_plots(rows, out) + write_pca_plots(rows, out)
     return report

@@ -20,12 +20,15 @@ Crash safety:
 Dependencies (see :meth:`dece.experiments.grid.Cell.parent`): a cell whose defense needs a
 trained model waits for its parent, never re-running a finished one; a parent that has not run
 anywhere yet is run first (also when it is not a cell of this grid or shard), and always saves
-its model.
+its model; the parent of a defense that reads the training's per-example losses (``dynamics``)
+also records them (``record_example_losses``), which leaves the parent's identity and hash as
+they are.
 
 A *cell runner* is any callable ``run_cell(cell_config: dict, cell_dir: Path) -> dict`` that
 runs one cell into ``cell_dir`` and returns its final (test-split) metrics; ``cell_config`` holds
-the identity, ``labels``, ``order``, and ``parent`` (the parent's hash) and ``keep_model`` where
-they apply. The default, :func:`train_cell`, runs the pipeline; tests inject a fake one.
+the identity, ``labels``, ``order``, and ``parent`` (the parent's hash), ``keep_model`` and
+``record_example_losses`` where they apply. The default, :func:`train_cell`, runs the pipeline;
+tests inject a fake one.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ __all__ = [
     "build_train_config",
     "cell_state",
     "check_cells",
+    "ensure_parents",
     "resolve_runner",
     "run_grid",
     "train_cell",
@@ -164,6 +168,8 @@ def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> 
         seed=int(cell_config["seed"]), poison=poison if rate > 0 else None,
         eval_poison=None if rate > 0 else poison,
     )  # fmt: skip
+    if cell_config.get("record_example_losses"):
+        data["record_example_losses"] = True  # a dynamics cell reads this parent's recording
     defense = cell_config.get("defense")
     if defense and defense.get("name", UNDEFENDED) != UNDEFENDED:
         data["defense"] = {"name": defense["name"], "args": dict(defense.get("args") or {})}
@@ -301,6 +307,7 @@ class _Plan:
     by_hash: dict[str, Cell]  # the grid's cells and their parents
     keep_model: frozenset[str]  # cells another cell reuses
     fail_fast: bool = False
+    record_losses: frozenset[str] = frozenset()  # parents whose per-example losses are read
 
 
 def run_grid(
@@ -369,13 +376,23 @@ def _cell_tag(cell: Cell) -> str:
 
 def _make_plan(cells: list[Cell], out: Path, runner: CellRunner, fail_fast: bool) -> _Plan:
     by_hash = {c.hash: c for c in cells}
-    keep = set()
+    keep, record = set(), set()
     for cell in cells:
         parent = cell.parent()
         if parent is not None:
             by_hash.setdefault(parent.hash, parent)
             keep.add(parent.hash)
-    return _Plan(out, runner, by_hash, frozenset(keep), fail_fast)
+            if _needs_example_losses(cell):
+                record.add(parent.hash)
+    return _Plan(out, runner, by_hash, frozenset(keep), fail_fast, frozenset(record))
+
+
+def _needs_example_losses(cell: Cell) -> bool:
+    if cell.defense.undefended:
+        return False
+    from dece.defenses import DEFENSES
+
+    return bool(getattr(DEFENSES.get(cell.defense.name), "needs_example_losses", False))
 
 
 def _record(summary: GridRunSummary, h: str, outcome: _Outcome) -> None:
@@ -421,7 +438,29 @@ def _ensure_parent(cell: Cell, plan: _Plan) -> str | None:
         if plan.runner is train_cell:
             return (f"parent cell {parent.hash} finished without saving its model; delete "
                     f"{plan.out / parent.hash} to retrain it with the model kept")  # fmt: skip
+    if _needs_example_losses(cell) and plan.runner is train_cell:
+        if not (plan.out / parent.hash / "example_losses.jsonl").is_file():
+            return (f"parent cell {parent.hash} finished without recording per-example losses; "
+                    f"delete {plan.out / parent.hash} to retrain it with them recorded")  # fmt: skip
     return None
+
+
+def ensure_parents(
+    config: GridConfig, output_dir: str | Path, cells: list[Cell], *, progress: bool = False
+) -> dict[str, str]:
+    """Run (or wait for) the parent of each of ``cells`` as :func:`run_grid` would (once, model
+    kept, per-example losses recorded where a cell reads them), without running the cells
+    themselves. Returns ``{cell hash: error}`` for the cells whose parent is unavailable."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = _make_plan(expand_grid(config), out, train_cell, False)
+    errors = {}
+    with progress_sink(progress, position=1):
+        for cell in cells:
+            error = _ensure_parent(cell, plan)
+            if error is not None:
+                errors[cell.hash] = error
+    return errors
 
 
 def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Outcome:
@@ -429,6 +468,8 @@ def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Ou
     cell_config = cell.to_config()
     if cell.hash in plan.keep_model:
         cell_config["keep_model"] = True
+    if cell.hash in plan.record_losses:
+        cell_config["record_example_losses"] = True
     atomic_write_text(cell_dir / CELL_FILE, yaml.safe_dump(cell_config, sort_keys=False))
     started = time.time()
     try:

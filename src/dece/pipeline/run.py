@@ -25,6 +25,7 @@ into a directory of its own laid out the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from dece.defenses import DataFilter, FilterResult, Purifier, get_defense
+from dece.defenses import DataFilter, FilterResult, Purifier, TrainingRecipe, get_defense
 from dece.metrics import detection_scores
 from dece.pipeline.data import DataBundle, prepare_data
 from dece.pipeline.evaluation import EvalResult, evaluate, write_predictions
@@ -43,7 +44,7 @@ from dece.pipeline.fit import fit, victim_settings
 from dece.training.config import TrainConfig
 from dece.victim import Victim
 
-__all__ = ["TrainResult", "apply_filter", "evaluate_run", "train"]
+__all__ = ["TrainResult", "apply_filter", "apply_recipe", "evaluate_run", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ def train(
     callbacks: Sequence[TrainerCallback] = (),
     save_model: bool | None = None,
 ) -> TrainResult:
-    """Prepare the data, filter it (a training-time ``config.defense``), fit, and evaluate the
-    test split (through a test-time ``config.defense``); writes the run directory above.
+    """Prepare the data, filter it (a training-time ``config.defense``) or change the training
+    (a recipe), fit, and evaluate the test split (through a test-time ``config.defense``); writes
+    the run directory above (``config.yaml`` holds the configuration after a recipe's changes).
 
     Args:
         config: the run; ``None`` fields are resolved by :meth:`TrainConfig.resolved`.
@@ -91,6 +93,10 @@ def train(
         save_model: overrides ``config.save_model`` (the grid forces it for reused cells).
     """
     cfg = config.resolved()
+    defense = _defense(cfg)
+    extra: dict[str, Any] = {}
+    if isinstance(defense, TrainingRecipe):
+        cfg, extra["recipe"] = apply_recipe(defense, cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if _is_main():
@@ -98,8 +104,6 @@ def train(
     bundle = prepare_data(cfg)
     if _is_main() and bundle.train_manifest is not None:
         bundle.train_manifest.save(out / "poison_manifest.json")
-    defense = _defense(cfg)
-    extra: dict[str, Any] = {}
     if isinstance(defense, DataFilter):
         victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
         if defense.needs_victim and cfg.defense_victim is None:
@@ -124,6 +128,15 @@ def train(
         (out / FINAL_FILE).write_text(json.dumps(final, indent=2) + "\n")
     fitted.trainer.accelerator.wait_for_everyone()
     return TrainResult(out, fitted.history, final, fitted.victim)
+
+
+def apply_recipe(recipe: TrainingRecipe, config: TrainConfig) -> tuple[TrainConfig, dict]:
+    """``config`` (resolved) with the recipe's overrides applied, and the overrides."""
+    changes = dict(recipe.overrides(config.resolved()))
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"recipe {recipe.name!r} overrides unknown TrainConfig keys {unknown}")
+    return dataclasses.replace(config.resolved(), **changes).resolved(), changes
 
 
 def _n_poisoned(bundle: DataBundle) -> int:

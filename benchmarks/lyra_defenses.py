@@ -1,0 +1,310 @@
+"""Assemble ``benchmarks/results/lyra_defenses_tables.md`` from the runs of the training-time
+defense grids on Lyra (configs/lyra_defenses*.yaml), whatever has finished so far (the summary
+with the findings is ``benchmarks/results/lyra_defenses.md``).
+
+It trains nothing. It reads ``runs/lyra_defenses`` (result rows, filter records) and
+``runs/lyra_defenses_mf_check``, and runs the cheap analyses that need no training:
+
+- the DeCE paper's Tables 4-6 layout (Lyra column): rows undefended CE, BKI, In-trust, GCE,
+  Moderate-fitting, SS, AC, naturalness, dynamics, DeCE; per attack BLEU, CodeBLEU, ASR; rows
+  not finished yet are named "pending";
+- the detection table (P / R / F1 / AUROC against the manifest, rows removed, cost) per filter
+  and attack;
+- the training-dynamics detector's variants (token reduction x epochs x normalisation) on the CE
+  victims' recordings, and the naturalness filter's n-gram order (model-free, seconds);
+- the Moderate-fitting scaling check (per-epoch validation BLEU / ASR vs CE);
+- Figure 4 (``representation_pca.png`` next to the markdown) with its silhouette scores.
+
+    python benchmarks/lyra_defenses.py [--runs runs/lyra_defenses] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from dece.experiments import load_results
+from dece.experiments.detection_table import format_detection_table, load_detection_rows
+from dece.experiments.results import ResultRow, find_unfinished
+
+REPO = Path(__file__).resolve().parents[1]
+ATTACKS = ("BadPre", "RIPPLe")
+# (row label, loss name, defense name) in the paper's row order
+ROWS = (
+    ("CE (undefended)", "ce", "undefended"), ("BKI", "ce", "bki"), ("In-trust", "in_trust", None),
+    ("GCE", "gce", None), ("Moderate-fitting", "ce", "moderate_fitting"),
+    ("SS", "ce", "spectral"), ("AC", "ce", "activation_clustering"),
+    ("Naturalness (KillBadCode)", "ce", "naturalness"), ("Dynamics (ours)", "ce", "dynamics"),
+    ("DeCE", "dece", None),
+)  # fmt: skip
+CONFIGS = ("configs/lyra_defenses.yaml", "configs/lyra_defenses_losses.yaml",
+           "configs/lyra_defenses_clean.yaml")  # fmt: skip
+
+
+def _find(rows: list[ResultRow], loss: str, defense: str | None, attack: str) -> ResultRow | None:
+    for r in rows:
+        if (
+            r.rate > 0
+            and r.loss == loss
+            and r.attack == attack
+            and (r.defense == (defense or "undefended"))
+        ):
+            return r
+    return None
+
+
+def _cell(value: Any, factor: float = 1.0) -> str:
+    return "-" if value is None else f"{float(value) * factor:.2f}"
+
+
+def results_table(rows: list[ResultRow]) -> tuple[str, list[str]]:
+    head = "| Method | " + " | ".join(f"{a} BLEU | {a} CodeBLEU | {a} ASR" for a in ATTACKS)
+    lines = [head + " |", "|---|" + "---:|" * (3 * len(ATTACKS))]
+    pending = []
+    clean = [r for r in rows if r.rate == 0 and r.loss == "ce" and r.defense == "undefended"]
+    if clean:
+        c = clean[0]
+        vals = [
+            _cell(c.metric("bleu")),
+            _cell(c.metric("codebleu"), 100),
+            _cell(c.metric("asr"), 100),
+        ]
+        lines.append("| CE, clean data (reference) | " + " | ".join(vals * len(ATTACKS)) + " |")
+    for label, loss, defense in ROWS:
+        cells = []
+        for attack in ATTACKS:
+            r = _find(rows, loss, defense, attack)
+            if r is None:
+                pending.append(f"{label} / {attack}")
+                cells += ["pending"] * 3
+            else:
+                cells += [_cell(r.metric("bleu")), _cell(r.metric("codebleu"), 100),
+                          _cell(r.metric("asr"), 100)]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), pending
+
+
+def filter_table(rows: list[ResultRow]) -> str:
+    """Rows removed and poisoned rows left in the retrain cells (what the retrained model saw)."""
+    lines = ["| Filter | " + " | ".join(f"{a} removed | {a} poisoned left" for a in ATTACKS)
+             + " |", "|---|" + "---:|" * (2 * len(ATTACKS))]  # fmt: skip
+    for label, loss, defense in ROWS:
+        if defense in (None, "undefended", "moderate_fitting"):
+            continue
+        cells = []
+        for attack in ATTACKS:
+            r = _find(rows, loss, defense, attack)
+            cells += (
+                ["pending"] * 2
+                if r is None
+                else [str(r.final.get("filter_removed")), str(r.final.get("n_poisoned_train"))]
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dynamics_variants(runs: Path, rows: list[ResultRow]) -> str:
+    from dece.defenses.dynamics import dynamics_scores
+    from dece.metrics import detection_scores
+    from dece.training.example_losses import read_example_losses
+
+    out = []
+    for attack in ATTACKS:
+        parent = _find(rows, "ce", None, attack)
+        path = None if parent is None else parent.path / "example_losses.jsonl"
+        if path is None or not path.is_file():
+            out.append(f"- {attack}: pending (the CE victim's recording is not there yet)")
+            continue
+        records = read_example_losses(path)
+        manifest = json.loads((parent.path / "poison_manifest.json").read_text())
+        ids = list(dict.fromkeys(r["id"] for r in records))
+        epochs = sorted({int(r["epoch"]) for r in records})
+        header = "| value | normalize | " + " | ".join(f"epochs 1-{e}" for e in epochs) + " |"
+        lines = [f"**{attack}** (AUROC, %; {len(ids)} rows, {len(records)} records)", "",
+                 header, "|---|---|" + "---:|" * len(epochs)]  # fmt: skip
+        for value in ("ce_mean", "ce_max", "ce_top3"):
+            for norm in ("step", "none"):
+                aurocs = []
+                for e in epochs:
+                    s = dynamics_scores(records, ids, value=value, epochs=e, normalize=norm)
+                    d = detection_scores(ids, s, np.zeros(len(ids), bool), manifest["poisoned_ids"])
+                    aurocs.append(f"{100 * d['auroc']:.1f}")
+                lines.append(f"| {value} | {norm} | " + " | ".join(aurocs) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def naturalness_orders(data: Path) -> str:
+    from dece.attacks import get_trigger, poison_dataset
+    from dece.data import load_dataset
+    from dece.defenses import get_defense
+    from dece.metrics import detection_scores
+
+    rows = load_dataset(str(data))["train"]
+    lines = ["| order | attack | P | R | F1 | AUROC | triggers | seconds |",
+             "|---:|---|---:|---:|---:|---:|---|---:|"]  # fmt: skip
+    for attack, trig in (
+        ("BadPre", get_trigger("badpre")),
+        ("RIPPLe", get_trigger("ripple", words=["cf", "mn", "bb", "tq", "mb"])),
+    ):
+        res = poison_dataset(rows, trig, "sql_injection", rate=0.05, seed=42)
+        for order in (2, 3, 4):
+            t0 = time.perf_counter()
+            r = get_defense("naturalness", order=order).score(res.examples)
+            sec = time.perf_counter() - t0
+            d = detection_scores(r.ids, r.scores, r.flagged, res.manifest.poisoned_ids)
+            lines.append(
+                f"| {order} | {attack} | {100 * d['precision']:.1f} | {100 * d['recall']:.1f} | "
+                f"{100 * d['f1']:.1f} | {100 * d['auroc']:.1f} | "
+                f"{', '.join(r.info['triggers'][:6]) or '-'} | {sec:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def mf_check(runs: Path, rows: list[ResultRow]) -> str:
+    check = runs.parent / "lyra_defenses_mf_check"
+    lines = ["| run | epoch | val BLEU | val ASR % | train loss |", "|---|---:|---:|---:|---:|"]
+    ce = _find(rows, "ce", None, "BadPre")
+    if ce is not None:
+        for h in ce.history[:3]:
+            lines.append(f"| CE (full fine-tuning, lr 5e-4) | {h['epoch']} | {h['bleu']:.2f} | "
+                         f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
+    if check.is_dir():
+        for r in load_results(check):
+            for h in r.history:
+                lines.append(f"| {r.label('defense')} | {h['epoch']} | {h['bleu']:.2f} | "
+                             f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def figure4(rows: list[ResultRow], out: Path) -> str:
+    from dece.experiments.pca import _pick, pca_panel, plot_representation_pca
+    from dece.pipeline.data import prepare_data
+    from dece.training.config import TrainConfig
+    from dece.victim import Victim
+
+    figure_rows, notes = [], []
+    for title, picked in _pick(rows):
+        ce = next(r for t, r in picked if t.startswith("CE, ") and "clean" not in t)
+        cfg = TrainConfig.from_yaml(ce.path / "config.yaml").resolved()
+        test = prepare_data(cfg).test.capped(200)
+        panels = [pca_panel(t, Victim.load(r.path), test.clean, test.poisoned) for t, r in picked]
+        figure_rows.append((title, panels))
+        notes += [f"- {title}: {p.title}: silhouette {p.silhouette:.3f} "
+                  f"(PC1+PC2 explain {100 * p.explained.sum():.0f}%)" for p in panels]  # fmt: skip
+    if not figure_rows:
+        return "pending (needs the clean CE, CE and DeCE models)"
+    plot_representation_pca(figure_rows, out / "lyra_defenses_pca.png")
+    return "![Figure 4](lyra_defenses_pca.png)\n\n" + "\n".join(notes)
+
+
+def budget(rows: list[ResultRow]) -> str:
+    lines = ["| cell | method | attack | train s | cell wall s |", "|---|---|---|---:|---:|"]
+    total = 0.0
+    for r in rows:
+        result = json.loads((r.path / "result.json").read_text())
+        wall = float(result.get("elapsed_s", 0.0))
+        total += wall
+        lines.append(f"| {r.hash} | {r.method} | {r.attack} {100 * r.rate:g}% | "
+                     f"{float(r.final.get('train_time_s', 0)):.0f} | {wall:.0f} |")  # fmt: skip
+    lines.append(f"| total | | | | {total:.0f} ({total / 3600:.1f} h) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, default=REPO / "runs" / "lyra_defenses")
+    p.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data" / "lyra")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--no-figure", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = load_results(args.runs) if args.runs.is_dir() else []
+    table, pending = results_table(rows)
+    detection = load_detection_rows(args.runs) if args.runs.is_dir() else []
+    unfinished = [u.name for u in find_unfinished(args.runs)] if args.runs.is_dir() else []
+    sections = {
+        "table": table,
+        "filters": filter_table(rows),
+        "detection": format_detection_table(detection) if detection else "pending",
+        "dynamics": dynamics_variants(args.runs, rows),
+        "naturalness": naturalness_orders(args.data.resolve()),
+        "mf": mf_check(args.runs, rows),
+        "figure": "not drawn (--no-figure)" if args.no_figure else figure4(rows, args.out),
+        "budget": budget(rows),
+        "pending": "\n".join(f"- {p}" for p in pending) or "- none",
+        "unfinished": ", ".join(unfinished) or "none",
+        "machine": f"{platform.platform()}, torch {torch.__version__}, 1 thread per job",
+        "training": yaml.safe_dump(
+            (yaml.safe_load((REPO / CONFIGS[0]).read_text()) or {}).get("training"),
+            default_flow_style=True).strip(),
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = TEMPLATE.format(**sections)
+    (args.out / "lyra_defenses_tables.md").write_text(text)
+    print(text)
+
+
+TEMPLATE = """# Lyra, training-time defenses: generated tables
+
+Generated by `python benchmarks/lyra_defenses.py` from `runs/lyra_defenses` (configs
+`configs/lyra_defenses.yaml`, `configs/lyra_defenses_losses.yaml`, `configs/lyra_defenses_clean.yaml`)
+and `runs/lyra_defenses_mf_check`. Machine: {machine}. Shared training block: `{training}`.
+Model `tiny-seq2seq` (denoising-pretrained 1,500 steps on the clean Lyra texts), CE unless the row
+says otherwise, 5% poisoning -> SQL injection, seed 42. Test split: 200 clean rows, 165 triggered.
+BLEU 0-100, CodeBLEU and ASR in %. Summary and findings: `lyra_defenses.md`.
+
+## Tables 4-6 layout (Lyra column)
+
+{table}
+
+Pending rows:
+{pending}
+
+Unfinished cell directories: {unfinished}
+
+## Filter-then-retrain: rows removed and poisoned rows left in training
+
+{filters}
+
+## Detection against the poison manifest
+
+{detection}
+
+## Training-dynamics detector: token reduction x epochs x normalisation (AUROC, %)
+
+Read from the CE victims' `example_losses.jsonl` (plain per-token CE recorded during their own
+training); no model pass, no label used to score.
+
+{dynamics}
+
+## Naturalness filter: n-gram order (model-free, on the same poisoned training splits)
+
+{naturalness}
+
+## Moderate-fitting on the tiny preset: does it still learn the clean task?
+
+Per-epoch validation (first 40 rows) of the BadPre 5% runs.
+
+{mf}
+
+## Figure 4: representations of clean and triggered test inputs (first two principal components)
+
+{figure}
+
+## Budget (finished cells)
+
+{budget}
+"""
+
+
+if __name__ == "__main__":
+    main()
