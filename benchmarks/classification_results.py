@@ -10,11 +10,18 @@ command that runs them). Text below the line ``<!-- analysis -->`` of an existin
 is kept, so the written conclusion survives a regeneration. Nothing is trained here::
 
     python benchmarks/classification_results.py
+    python benchmarks/classification_results.py --floors   # + the clean model's ASR per attack
+
+``--floors`` evaluates the saved clean-CE model of ``runs/techdebt`` (no retraining, a few minutes
+of inference) under every attack of the techdebt grids and stores the metrics in
+``runs/techdebt/clean_floors.json``: the ASR an unpoisoned model already shows (ordinary
+misclassification of triggered inputs), which the tables print beside the poisoned runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,6 +215,54 @@ def _times(rows: Sequence[ResultRow]) -> list[str]:
     ]
 
 
+FLOORS_FILE = "clean_floors.json"
+
+
+def compute_floors(runs: Path) -> Path:
+    """Evaluate the clean CE model (seed 42) under each attack of the techdebt grids."""
+    from dece.pipeline import evaluate, prepare_data
+    from dece.training import PoisonConfig, TrainConfig
+    from dece.victim import Victim
+
+    cells = [c for name in ("techdebt_table8.yaml", "techdebt_badpre.yaml")
+             for c in _cells(REPO / "configs" / name)]  # fmt: skip
+    clean = next(c for c in cells if c.rate == 0 and c.loss.name == "ce" and c.seed == 42
+                 and c.attack.trigger == "badpre")  # the clean cell that is run  # fmt: skip
+    run_dir = runs / clean.hash
+    config = TrainConfig.from_yaml(run_dir / "config.yaml")
+    victim = Victim.load(run_dir)
+    out: dict[str, Any] = {"model": clean.hash, "attacks": {}}
+    for attack in {
+        json.dumps(c.attack.resolved(), sort_keys=True): c.attack for c in cells
+    }.values():
+        spec = attack.resolved()
+        config.eval_poison = PoisonConfig(
+            trigger=spec["trigger"], trigger_args=spec["trigger_args"], payload=spec["payload"],
+            payload_args=spec["payload_args"], seed=42,
+        )  # fmt: skip
+        metrics = evaluate(victim, prepare_data(config), split="test").metrics
+        key = f"{attack.label.split(' (')[0]} -> {spec['payload_args']['target_label']}"
+        out["attacks"][key] = metrics
+    path = runs / FLOORS_FILE
+    path.write_text(json.dumps(out, indent=1, sort_keys=True))
+    return path
+
+
+def _floors(runs: Path) -> list[str]:
+    path = runs / FLOORS_FILE
+    if not path.is_file():
+        return [f"{PENDING} (`python benchmarks/classification_results.py --floors`)"]
+    data = json.loads(path.read_text())
+    lines = ["| attack -> target | Acc | F1 | ASR | ASR raw | ASR denominator (raw) |",
+             "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for key, m in sorted(data["attacks"].items()):
+        lines.append(
+            f"| {key} | " + " | ".join(_pct(m.get(k)) for k, _ in METRICS)
+            + f" | {m.get('asr_denominator')} ({m.get('asr_raw_denominator')}) |"
+        )  # fmt: skip
+    return lines
+
+
 def _keep_analysis(path: Path) -> str:
     if path.is_file() and MARKER in path.read_text():
         return path.read_text().split(MARKER, 1)[1]
@@ -238,6 +293,11 @@ def techdebt_report(runs: Path, out: Path) -> str:
         "## Table 8 layout (ours; label flipped to 0, seed 42)",
         "",
         *_layout_table(table8, by_hash),
+        "",
+        "The clean CE model (seed 42, never poisoned) evaluated under every attack: the ASR it "
+        "shows is ordinary misclassification of triggered inputs, the floor of the rows above:",
+        "",
+        *_floors(runs),
         "",
         "The paper's rows (as quoted in issue 10; poisoned Acc / F1 not quoted):",
         "",
@@ -318,7 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--techdebt-runs", type=Path, default=REPO / "runs" / "techdebt")
     p.add_argument("--defect-runs", type=Path, default=REPO / "runs" / "defect")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--floors", action="store_true", help="evaluate the clean model first")
     args = p.parse_args(argv)
+    if args.floors:
+        print(f"wrote {compute_floors(args.techdebt_runs)}")
     for name, build, runs in (("techdebt_table8.md", techdebt_report, args.techdebt_runs),
                               ("defect_table9.md", defect_report, args.defect_runs)):  # fmt: skip
         path = args.out / name
