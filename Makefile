@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,codebleu,pretrained,lora
+EXTRAS ?= dev,codebleu,pretrained,lora,trl
 PYTEST_ARGS ?=
 
 .PHONY: venv sandbox-deps test test-slow test-all bench demo lint clean
@@ -39,6 +39,7 @@ test-all: venv
 ## make bench: run every benchmark under benchmarks/ (writes benchmarks/results/*.md)
 bench: venv
 	$(BIN)/python benchmarks/loss_bench.py
+	$(BIN)/python benchmarks/fused_loss_bench.py
 
 ## make demo: set up the venv and run the main job (CE vs DeCE on the built-in dataset)
 demo: venv

@@ -144,7 +144,10 @@ class SmolLM2Preset(Preset):
 
     Converted once into a float32 checkpoint under ``cache_dir/smollm2-135m`` (the GGUF-loaded
     model cannot ``save_pretrained``: its state dict is copied into a fresh model of the same
-    config), then loaded from there like any local checkpoint.
+    config), then loaded from there like any local checkpoint. The saved config carries no
+    ``quantization_config``: the weights are plain float32, and a leftover GGUF entry would make
+    transformers treat every reload as quantized and refuse fine-tuning and LoRA. A cache
+    converted by an older version (with that entry) is repaired in place on load.
     """
 
     name = "smollm2-135m"
@@ -156,6 +159,8 @@ class SmolLM2Preset(Preset):
         target = root / self.name
         if not (target / "config.json").is_file():
             self.convert(target)
+        else:
+            _drop_gguf_quantization_config(target / "config.json")
         return load_model(str(target), task=task, seed=seed, **args)
 
     def convert(self, target: Path) -> None:
@@ -174,6 +179,8 @@ class SmolLM2Preset(Preset):
             src_dir, gguf_file=fname, dtype=torch.float32
         )
         config = copy.deepcopy(gguf_model.config)
+        if hasattr(config, "quantization_config"):  # dequantised float32 weights from here on
+            del config.quantization_config
         with torch.device("meta"):
             fresh = AutoModelForCausalLM.from_config(config)
         fresh.load_state_dict(gguf_model.state_dict(), assign=True)
@@ -186,6 +193,28 @@ class SmolLM2Preset(Preset):
             os.replace(tmp, target)  # atomic: a half-written checkpoint is never loaded
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _drop_gguf_quantization_config(config_file: Path) -> bool:
+    """Remove a GGUF ``quantization_config`` from a converted checkpoint's ``config.json``.
+
+    Caches written before the fix kept it, so transformers loaded the float32 weights as a
+    "quantized" model that cannot be trained. The file is rewritten atomically (concurrent
+    readers see the old or the new file, never half of one). Returns True when it was rewritten.
+    """
+    data = json.loads(config_file.read_text())
+    quant = data.get("quantization_config")
+    if not isinstance(quant, dict) or quant.get("quant_method") != "gguf":
+        return False
+    logger.info("removing the GGUF quantization_config from %s (old conversion)", config_file)
+    del data["quantization_config"]
+    tmp = config_file.with_name(f".{config_file.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, config_file)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
 
 
 @PRESETS.register("minilm")
