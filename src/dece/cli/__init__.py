@@ -27,6 +27,7 @@ _COMMANDS: tuple[str, ...] = (
     "evaluate",
     "run",
     "report",
+    "purify",
     "filter",
 )
 

@@ -6,6 +6,7 @@
 [16, 2, 2]
 """
 
+from dece.data import bugs2fix as _bugs2fix  # noqa: F401  (registers bugs2fix-repair)
 from dece.data import tasks as _tasks  # noqa: F401  (registers techdebt, defect, clone)
 from dece.data.example import DataError, DataFileNotFoundError, Example
 from dece.data.loaders import (

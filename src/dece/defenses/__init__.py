@@ -12,11 +12,15 @@ of the two defense paths; the training-time filters ``bki``, ``spectral``,
 
 from dece.defenses import activation_clustering as _activation_clustering  # noqa: F401
 from dece.defenses import bki as _bki  # noqa: F401  (registers)
+from dece.defenses import codepurify as _codepurify  # noqa: F401  (registers)
 from dece.defenses import dynamics as _dynamics  # noqa: F401  (registers)
 from dece.defenses import keyword as _keyword  # noqa: F401  (registers)
 from dece.defenses import moderate_fitting as _moderate_fitting  # noqa: F401  (registers)
 from dece.defenses import naturalness as _naturalness  # noqa: F401  (registers)
 from dece.defenses import none as _none  # noqa: F401  (registers)
+from dece.defenses import onion as _onion  # noqa: F401  (registers)
+from dece.defenses import oseql as _oseql  # noqa: F401  (registers)
+from dece.defenses import paraphrase as _paraphrase  # noqa: F401  (registers)
 from dece.defenses import spectral as _spectral  # noqa: F401  (registers)
 from dece.defenses.activation_clustering import ActivationClusteringFilter
 from dece.defenses.base import (
@@ -32,11 +36,15 @@ from dece.defenses.base import (
     get_defense,
 )
 from dece.defenses.bki import BKIFilter
+from dece.defenses.codepurify import CodePurify
 from dece.defenses.dynamics import TrainingDynamicsFilter
 from dece.defenses.keyword import KeywordFilter
 from dece.defenses.moderate_fitting import ModerateFitting
 from dece.defenses.naturalness import NaturalnessFilter
 from dece.defenses.none import NonePurifier
+from dece.defenses.onion import Onion
+from dece.defenses.oseql import OSeqL
+from dece.defenses.paraphrase import Paraphrase
 from dece.defenses.spectral import SpectralSignatureFilter
 
 __all__ = [
@@ -44,6 +52,7 @@ __all__ = [
     "ActivationClusteringFilter",
     "BKIFilter",
     "Change",
+    "CodePurify",
     "DataFilter",
     "Defense",
     "FilterResult",
@@ -51,6 +60,9 @@ __all__ = [
     "ModerateFitting",
     "NaturalnessFilter",
     "NonePurifier",
+    "OSeqL",
+    "Onion",
+    "Paraphrase",
     "Purifier",
     "PurifyResult",
     "SpectralSignatureFilter",

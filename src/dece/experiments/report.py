@@ -9,6 +9,7 @@ from pathlib import Path
 from dece.experiments.detection_table import detection_section
 from dece.experiments.pca import write_pca_plots
 from dece.experiments.plots import write_plots
+from dece.experiments.purifier_tables import purifier_report
 from dece.experiments.results import ResultRow, load_results
 from dece.experiments.runner import atomic_write_text
 from dece.experiments.tables import FORMATS, build_tables, format_tables
@@ -47,6 +48,7 @@ def write_report(
         raise ValueError(f"format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
     rows = load_results(runs_dir)
     text = format_tables(build_tables(rows), fmt) + detection_section(runs_dir, fmt)
+    text += _section(purifier_report(rows, fmt))  # test-time defenses, CodePurify Tables II-IV
     report = Report(text=text, rows=rows)
     if out_dir is not None:
         out = Path(out_dir)
@@ -56,3 +58,7 @@ def write_report(
         if plots:
             report.plots = write_plots(rows, out) + write_pca_plots(rows, out)
     return report
+
+
+def _section(text: str) -> str:
+    return f"\n{text}" if text else ""

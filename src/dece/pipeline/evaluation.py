@@ -76,6 +76,8 @@ def evaluate(
     """Predict the clean and the poisoned rows of ``split`` and score them (module docstring)."""
     data = bundle.split(split)
     t0 = time.perf_counter()
+    if purifier is not None and hasattr(purifier, "prepare"):
+        purifier.prepare(bundle, victim)  # calibration on bundle.valid, helper models (issue 12)
     result = EvalResult(metrics={})
     sets = [("clean", data.clean)]
     if data.poisoned is not None:
@@ -186,6 +188,13 @@ def _quality(
 
 
 def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
+    """Detection TPR (poisoned) / FPR (clean), localisation, cost per input and the purifier's
+    settings (``purify_*``). Localisation: ``localisation`` = share of poisoned inputs whose edits
+    overlap the trigger; ``localisation_detected`` = the same among the detected ones;
+    ``localisation_top`` = share whose top-ranked element overlaps it, whatever the decision
+    (purifiers that rank elements report ``info["top_spans"]``). A purifier that passed inputs
+    through unpurified (``info["n_missing"]``, e.g. replayed paraphrases with no clean
+    counterpart) leaves the quality of that set not measured (None)."""
     clean = result.purified.get("clean")
     pois = result.purified.get("poisoned")
     out: dict[str, Any] = M.detection_rates(
@@ -193,14 +202,45 @@ def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
     )
     out = {f"detect_{k}": v for k, v in out.items()}
     if pois is not None and data.manifest is not None:
-        changes = {ex_id: ch for ex_id, ch in zip(data.manifest.poisoned_ids, pois.changes,
-                                                  strict=True)}  # fmt: skip
-        out["localisation"] = M.localisation_accuracy(changes, data.manifest.spans)
+        ids = list(data.manifest.poisoned_ids)
+        out.update(_localisation(ids, pois, data.manifest.spans))
     n = sum(len(r.examples) for r in result.purified.values())
     seconds = sum(r.seconds for r in result.purified.values())
     predict = sum(v for k, v in result.metrics.items() if k.startswith("predict_time_s_"))
     out["purify_s_per_input"] = seconds / n if n else None
     out["predict_s_per_input"] = predict / n if n else None
+    out["defended_s_per_input"] = (seconds + predict) / n if n else None
+    for name, res in result.purified.items():
+        missing = int(res.info.get("n_missing", 0) or 0)
+        if missing:
+            out[f"purify_missing_{name}"] = missing
+    if clean is not None and clean.info.get("n_missing"):
+        for key in ("bleu", "codebleu", "exact_match", "accuracy", "precision", "recall", "f1"):
+            if key in result.metrics:
+                out[key] = None
+        out["clean_not_measured"] = True
+    info = (clean or pois).info if (clean or pois) is not None else {}
+    for key in _PURIFIER_SETTINGS:
+        if key in info:
+            out[f"purify_{key}"] = info[key]
+    return out
+
+
+#: Purifier settings copied into the metrics (which threshold / normalisation produced them).
+_PURIFIER_SETTINGS = ("threshold", "normalisation", "score", "level", "detect", "lm", "backend",
+                      "prepare_s")  # fmt: skip
+
+
+def _localisation(ids: list[str], pois: PurifyResult, spans: dict[str, Any]) -> dict[str, Any]:
+    changes = dict(zip(ids, pois.changes, strict=True))
+    out: dict[str, Any] = {"localisation": M.localisation_accuracy(changes, spans)}
+    hit = {i for i, d in zip(ids, pois.detected, strict=True) if d}
+    out["localisation_detected"] = M.localisation_accuracy(
+        changes, {k: v for k, v in spans.items() if k in hit}
+    )
+    tops = pois.info.get("top_spans")
+    if tops is not None:
+        out["localisation_top"] = M.localisation_accuracy(dict(zip(ids, tops, strict=True)), spans)
     return out
 
 

@@ -1,0 +1,106 @@
+"""ONION against oracles: a tiny causal LM trained in the test on a small grammar removes a planted
+out-of-vocabulary word and nothing else; batched perplexities equal one-by-one ones; words are
+removed from the text byte for byte."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dece.data import Example
+from dece.defenses import Onion, get_defense
+from dece.defenses.onion import leave_one_out_suspicion, perplexities, remove_words
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from test_train_support import tiny_llama, tiny_tokenizer  # noqa: E402
+
+NAMES = ["user", "name", "price", "date", "email", "title"]
+TABLES = ["books", "orders", "users", "items", "stock", "sales"]
+
+
+def sentence(i: int) -> str:
+    return (f"get the {NAMES[i % 6]} of the {TABLES[(i // 6) % 6]} where the id is "
+            f"{i % 10}")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory) -> Path:
+    """A 1-layer Llama trained for 80 full-batch steps on 36 grammar sentences (the letters z, q
+    and x never occur in them)."""
+    torch.manual_seed(0)
+    texts = [sentence(i) for i in range(36)]
+    tok = tiny_tokenizer(texts, vocab_size=120)
+    model = tiny_llama(len(tok))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    enc = tok(texts, return_tensors="pt", padding=True)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    model.train()
+    for _ in range(80):
+        loss = model(**enc, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("onion_lm")
+    model.eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_batched_perplexities_equal_one_by_one(lm_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(lm_dir).eval()
+    tok = AutoTokenizer.from_pretrained(lm_dir)
+    texts = [sentence(3), "get the", sentence(40) + " and more words here"]
+    batched = perplexities(model, tok, texts)
+    single = np.array([perplexities(model, tok, [t])[0] for t in texts])
+    np.testing.assert_allclose(batched, single, rtol=1e-4)
+    sus = leave_one_out_suspicion(model, tok, "get the zqx name", max_batch=2)
+    p = perplexities(model, tok, ["get the zqx name", "the zqx name", "get zqx name",
+                                  "get the name", "get the zqx"])  # fmt: skip
+    np.testing.assert_allclose(sus, p[0] - p[1:], rtol=1e-4)
+
+
+def test_onion_removes_the_planted_word_only(lm_dir, tmp_path):
+    clean = [Example(f"c{i}", sentence(i), "") for i in range(72, 82)]
+    planted = sentence(95).split()
+    planted.insert(3, "zqxqz")
+    poisoned = Example("p", " ".join(planted), "")
+    onion = Onion(lm=str(lm_dir), clean_fraction=0.0, cache_dir=str(tmp_path))
+    calibrated = onion.calibrate(clean)  # the largest word suspicion of the clean inputs
+    peaks = [onion.suspicions(ex)[0].max() for ex in clean]
+    assert calibrated == pytest.approx(max(peaks))
+    sus = onion.suspicions(poisoned)[0]
+    assert int(np.argmax(sus)) == 3 and sus[3] > calibrated
+    between = (sus[3] + np.sort(sus)[-2]) / 2
+    result = Onion(lm=str(lm_dir), threshold=float(between), cache_dir=str(tmp_path)).purify(
+        [poisoned, clean[0]]
+    )
+    assert result.examples[0].source == sentence(95)
+    assert [(c.old, c.start) for c in result.changes[0]] == [("zqxqz", poisoned.source.find("zq"))]
+    assert result.detected.tolist() == [True, False] and result.examples[1] == clean[0]
+    assert result.scores[0] == pytest.approx(sus[3])
+    # cached: a second ONION with the same LM reads the suspicions from disk
+    again = Onion(lm=str(lm_dir), threshold=0.0, cache_dir=str(tmp_path))
+    again._lm = (None, None, onion._lm[2])  # no model: any cache miss would fail
+    np.testing.assert_allclose(again.suspicions(poisoned)[0], sus)
+
+
+def test_remove_words_keeps_the_rest_byte_for_byte():
+    text = "a  bb\tc\nbb d"
+    new, removed = remove_words(text, [False, True, False, True, False])
+    assert new == "a  c\nd" and removed == [(3, 5, "bb"), (8, 10, "bb")]
+    assert remove_words("bb", [True]) == ("", [(0, 2, "bb")])
+    with pytest.raises(ValueError, match="flags"):
+        remove_words("a b", [True])
+
+
+def test_onion_needs_a_threshold_and_valid_settings():
+    with pytest.raises(ValueError, match="no threshold"):
+        Onion(lm="gpt2").purify([Example("a", "x", "")])
+    with pytest.raises(ValueError, match="clean_fraction"):
+        get_defense("onion", clean_fraction=1.5)
