@@ -65,6 +65,12 @@ def test_purify_codepurify_with_a_checkpoint_victim(tmp_path, monkeypatch):
             src[c["start"] : c["end"]] == c["old"] for c in row["changes"]
         )  # input offsets
         assert isinstance(row["prediction"], str) and isinstance(row["score"], float)
+    again = tmp_path / "again.jsonl"  # predictions and scores now come from the disk cache
+    assert main(["purify", "--model", str(model), "--data", str(inputs), "--id-col", "id",
+                 "--defense", "codepurify", "--arg", f"infiller={model}", "--arg",
+                 "threshold=100", "--max-new-tokens", "8", "--out", str(again)]) == 0  # fmt: skip
+    assert _read(again) == rows
+    assert len(list((tmp_path / "cache" / "codepurify").glob("*.sqlite"))) == 1
 
 
 def test_purify_rejects_bad_args(tmp_path, capsys):

@@ -157,9 +157,10 @@ class CodePurify(Purifier):
             classifier of Bugs2Fix-derived code: the repair victims' cached infiller is reused).
         cache_dir: cache of the tiny preset and of the analyses (default ``$DECE_CACHE_DIR`` or
             ``~/.cache/dece``).
-        cache: keep each input's scores on disk, keyed by a hash of the victim's weights, its
-            decoding settings, the masking settings, the input and the prediction: the
-            normalisations, thresholds and ablations of one victim then share one analysis.
+        cache: keep each input's prediction and scores on disk, keyed by a hash of the victim's
+            weights, its decoding settings, the masking settings, the input and the prediction:
+            the normalisations, thresholds and ablations of one victim then share one analysis
+            (turn it off to time the defense, as ``benchmarks/codepurify_cost.py`` does).
         chunk: inputs whose variants are scored together.
     """
 
@@ -246,12 +247,29 @@ class CodePurify(Purifier):
     def analyse(self, examples: Sequence[Example], victim: Victim) -> list[ScoredInput]:
         """Elements, prediction, suspicion scores and entropy of every input (steps 1-3)."""
         rows = _check_examples(examples)
-        predictions = victim.predict(rows) if rows else []
+        predictions = self._predict(rows, victim)
         out: list[ScoredInput] = []
         for start in range(0, len(rows), self.chunk):
             out += self._analyse_chunk(rows[start : start + self.chunk],
                                        predictions[start : start + self.chunk], victim)  # fmt: skip
         return out
+
+    def _predict(self, rows: list[Example], victim: Victim) -> list[str]:
+        """The victim's predictions, from the disk cache when it already made them (greedy
+        decoding is deterministic for given weights and settings)."""
+        if not rows:
+            return []
+        ident = victim_identity(victim) if self.cache else None
+        if ident is None:
+            return victim.predict(rows)
+        keys = [stable_key("prediction", ident, ex.source, ex.source_pair) for ex in rows]
+        found = self._cache().get_many(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        if todo:
+            for i, pred in zip(todo, victim.predict([rows[i] for i in todo]), strict=True):
+                found[keys[i]] = pred
+                self._cache().put(keys[i], pred)
+        return [found[k] for k in keys]
 
     def elements(self, example: Example) -> list[Element]:
         """The elements of ``example`` this level masks (natural language: words)."""
