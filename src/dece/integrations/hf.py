@@ -34,7 +34,6 @@ accuracy / entropy metrics.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,8 +43,6 @@ from torch import Tensor
 
 from dece.losses import get_loss
 from dece.training.callbacks import EpochTracker
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["TrainerLoss", "shift_causal_labels"]
 
