@@ -242,13 +242,22 @@ def _build_trainer(
         model=model, args=args, train_dataset=features, data_collator=collator,
         processing_class=tokenizer, loss_fn=losses.get_loss(cfg.loss, **cfg.loss_args),
         epoch_tracker=EpochTracker(cfg.epoch_mode), callbacks=list(callbacks),
-        example_loss_hook=recorder,
+        example_loss_hook=recorder, fused_loss=_fused_settings(cfg, task),
     )  # fmt: skip
     trainer.remove_callback(PrinterCallback)  # prints to stdout; log through logging instead
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_LogCallback())
     trainer.add_callback(_EpochProgress())
     return trainer
+
+
+def _fused_settings(cfg: TrainConfig, task: str) -> dict[str, Any] | None:
+    """``DeceTrainer(fused_loss=...)`` for ``fused_linear`` runs (causal LMs, dece or ce)."""
+    if not cfg.fused_linear:
+        return None
+    if task != "causal":
+        raise ValueError(f"fused_linear applies to causal LMs only, not task {task!r}")
+    return {"loss": cfg.loss, **cfg.loss_args}
 
 
 def _prepare_resume(

@@ -61,8 +61,19 @@ class PoisonConfig:
     seed: int = field(default=42, metadata={"help": "seed of the poisoning sample"})
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.rate) <= 1.0:
+        for name in ("trigger", "payload"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"poison.{name} must be a name (a string), "
+                                 f"got {getattr(self, name)!r}")  # fmt: skip
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float, str)):
+            raise ValueError(f"poison.rate must be a number in [0, 1], got {self.rate!r}")
+        try:
+            rate = float(self.rate)
+        except ValueError:
+            raise ValueError(f"poison.rate must be a number in [0, 1], got {self.rate!r}") from None
+        if not 0.0 <= rate <= 1.0:
             raise ValueError(f"poison.rate must be in [0, 1], got {self.rate}")
+        self.rate = rate
         for name in ("trigger_args", "payload_args"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"poison.{name} must be a mapping, got {getattr(self, name)!r}")
@@ -140,6 +151,10 @@ class TrainConfig:
         default="integer",
         metadata={"help": "epoch given to the loss: 'integer' (1, 2, ...) or 'continuous'"},
     )
+    fused_linear: bool = field(
+        default=False,
+        metadata={"help": "causal LMs: fused linear + loss (dece or ce), no logits in memory"},
+    )
     lora: dict | None = field(
         default=None,
         metadata={"help": "LoRA through peft, e.g. {r: 8, alpha: 16, dropout: 0.05}; None: full"},
@@ -213,6 +228,11 @@ class TrainConfig:
             self.eval_poison = PoisonConfig(**self.eval_poison)
         if isinstance(self.defense, dict):
             self.defense = DefenseConfig(**self.defense)
+        for name, sub in (("poison", PoisonConfig), ("eval_poison", PoisonConfig),
+                          ("defense", DefenseConfig)):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, sub):
+                raise ValueError(_not_a_mapping(name, sub, value))
         if not self.output_dir:
             raise ValueError("output_dir must be set")
         if self.epoch_mode not in _EPOCH_MODES:
@@ -285,11 +305,16 @@ class TrainConfig:
             raise ValueError(f"unknown config key(s) {unknown}; allowed: {sorted(known)}")
         for key, sub in (("poison", PoisonConfig), ("eval_poison", PoisonConfig),
                          ("defense", DefenseConfig)):  # fmt: skip
-            if isinstance(data.get(key), dict):
-                sub_known = {f.name for f in dataclasses.fields(sub)}
-                bad = sorted(set(data[key]) - sub_known)
-                if bad:
-                    raise ValueError(f"unknown {key} key(s) {bad}; allowed: {sorted(sub_known)}")
+            value = data.get(key)
+            if value is None or isinstance(value, sub):
+                continue
+            if not isinstance(value, dict):
+                raise ValueError(_not_a_mapping(key, sub, value))
+            sub_known = {f.name for f in dataclasses.fields(sub)}
+            bad = sorted(set(value) - sub_known)
+            if bad:
+                raise ValueError(f"unknown {key} key(s) {bad}; allowed: {sorted(sub_known)}")
+            _check_types(sub, value, prefix=f"{key}.")
         _check_types(cls, data)
         return cls(**data)
 
@@ -304,7 +329,10 @@ class TrainConfig:
             raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-        return cls.from_dict(data, overrides)
+        try:
+            return cls.from_dict(data, overrides)
+        except (TypeError, ValueError) as exc:  # name the file as well as the key
+            raise ValueError(f"config file {path}: {exc}") from None
 
 
 def help_text() -> dict[str, str]:
@@ -338,19 +366,40 @@ def _apply_override(data: dict, item: str) -> None:
     node[parts[-1]] = value
 
 
-def _check_types(cls: type, data: dict) -> None:
-    """Reject values of the wrong type early, naming the key (ints are accepted for floats)."""
+def _not_a_mapping(key: str, sub: type, value: Any) -> str:
+    keys = ", ".join(f.name for f in dataclasses.fields(sub))
+    return f"config key {key!r} expects a mapping (keys: {keys}) or null, got {value!r}"
+
+
+def _check_types(cls: type, data: dict, prefix: str = "") -> None:
+    """Reject values of the wrong type early, naming the key (``prefix`` + key; ints are
+    accepted for floats)."""
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
-        if value is None or key in ("poison", "eval_poison", "defense"):
+        if value is None or (not prefix and key in ("poison", "eval_poison", "defense")):
             continue
         allowed = _allowed_types(hints[key])
         if float in allowed:
             allowed = (*allowed, int)
-        if isinstance(value, bool) and bool not in allowed:
-            raise ValueError(f"config key {key!r} expects {hints[key]}, got {value!r}")
-        if not isinstance(value, allowed):
-            raise ValueError(f"config key {key!r} expects {hints[key]}, got {value!r}")
+        wrong = isinstance(value, bool) and bool not in allowed
+        if wrong or not isinstance(value, allowed):
+            hint = ""
+            if float in allowed and isinstance(value, str) and _is_float(value):
+                hint = " (YAML reads a number like 1e-4 as a string: write 1.0e-4)"
+            raise ValueError(f"config key {prefix + key!r} expects {_type_name(hints[key])}, "
+                             f"got {value!r}{hint}")  # fmt: skip
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _allowed_types(hint: Any) -> tuple[type, ...]:

@@ -37,6 +37,9 @@ class DeceTrainer(Trainer):
         epoch_tracker: supplies the epoch handed to the loss; a 1-based integer tracker is added
             when omitted.
         example_loss_hook: receives per-example values each training step (module docstring).
+        fused_loss: causal LMs only: ``{"loss": "dece" | "ce", **hyperparameters}`` trains with
+            :func:`dece.training.fused.fused_causal_lm_loss` (the model's own output embedding,
+            no ``[B, T, V]`` logits in memory) instead of ``loss_fn`` on the logits.
         *args, **kwargs: as for ``transformers.Trainer``.
     """
 
@@ -46,10 +49,17 @@ class DeceTrainer(Trainer):
         loss_fn: Any,
         epoch_tracker: EpochTracker | None = None,
         example_loss_hook: ExampleLossHook | None = None,
+        fused_loss: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.example_loss_hook = example_loss_hook
+        self.fused_loss = dict(fused_loss) if fused_loss is not None else None
+        if self.fused_loss is not None:
+            from dece.training.fused import fused_loss_settings
+
+            hyper = {k: v for k, v in self.fused_loss.items() if k != "loss"}
+            fused_loss_settings(self.fused_loss.get("loss", "dece"), **hyper)  # validates
         if not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         self.loss_fn = loss_fn
@@ -83,13 +93,21 @@ class DeceTrainer(Trainer):
         if labels is None:
             raise ValueError("compute_loss: the batch has no 'labels'")
         target = shift_labels if shift_labels is not None else labels  # [B, T] or [B]
-        outputs = model(**inputs)
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]  # [B, T, V]
-        loss = self.loss_fn(
-            logits, target, epoch=self.current_loss_epoch(), num_items_in_batch=num_items_in_batch
-        )
-        if self.example_loss_hook is not None and indices is not None and model.training:
-            token_ce, valid = token_cross_entropy(logits, target)
+        record = self.example_loss_hook is not None and indices is not None and model.training
+        if self.fused_loss is not None:
+            loss, outputs, token_ce = self._fused_step(model, inputs, target, num_items_in_batch,
+                                                       record)  # fmt: skip
+            valid = target != -100
+        else:
+            outputs = model(**inputs)
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]  # [B, T, V]
+            loss = self.loss_fn(
+                logits, target, epoch=self.current_loss_epoch(),
+                num_items_in_batch=num_items_in_batch,
+            )  # fmt: skip
+            if record:
+                token_ce, valid = token_cross_entropy(logits, target)
+        if record:
             self.example_loss_hook.record(
                 self.current_loss_epoch(), int(self.state.global_step), indices, token_ce, valid
             )
@@ -99,6 +117,27 @@ class DeceTrainer(Trainer):
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
+
+    def _fused_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        target: torch.Tensor,
+        num_items_in_batch: torch.Tensor | int | None,
+        record: bool,
+    ) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor | None]:
+        """The fused linear loss of a causal-LM batch: (loss, outputs, per-token CE or None)."""
+        from dece.training.fused import fused_causal_lm_loss
+
+        if target.dim() != 2 or "input_ids" not in inputs:
+            raise ValueError("fused_loss applies to causal LMs only (batches with shift_labels)")
+        settings = dict(self.fused_loss)  # type: ignore[arg-type]
+        out = fused_causal_lm_loss(
+            model, inputs["input_ids"], inputs.get("attention_mask"), target,
+            epoch=self.current_loss_epoch(), loss=settings.pop("loss", "dece"),
+            num_items_in_batch=num_items_in_batch, return_token_ce=record, **settings,
+        )  # fmt: skip
+        return out.loss, {"loss": out.loss}, out.token_ce
 
     def training_step(
         self,
