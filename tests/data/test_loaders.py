@@ -82,7 +82,9 @@ def test_empty_file(tmp_path: Path, name: str, data: bytes) -> None:
 
 def test_undecodable_bytes_name_the_row(tmp_path: Path) -> None:
     path = _write(tmp_path, "bad.csv", b'src,tgt\na,b\n"multi\nline",c\nd,\xff\xfe\n')
-    with pytest.raises(DataError, match=r"bad\.csv: undecodable bytes .* \(line 5, data row 2\)"):
+    with pytest.raises(
+        DataError, match=r"bad\.csv: row 2, column 'tgt': undecodable bytes .* \(line 5\)"
+    ):
         load_examples(path)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from dece.attacks.base import Payload, Trigger
 from dece.attacks.poisoner import PoisonResult, poison_dataset, poison_test_set
 from dece.data import Example, save_examples
 
-__all__ = ["poison_splits", "write_poisoned_splits"]
+__all__ = ["check_out_dir", "poison_splits", "write_poisoned_splits"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,38 @@ def poison_splits(
     }  # fmt: skip
 
 
+def check_out_dir(out: str | Path, fmt: str = "csv") -> Path:
+    """``out`` if it can hold the layout (it is not created here); ValueError naming it
+    otherwise: an existing file (or a file on its path), a directory that cannot be written,
+    or one that holds split files of the other format (the result could not be loaded: two
+    files per split)."""
+    out = Path(out)
+    if fmt not in ("csv", "jsonl"):
+        raise ValueError(f"--format must be csv or jsonl, got {fmt!r}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    base = out
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"--out {out}: {base} is a file, not a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {base} is not writable")
+    other = ".jsonl" if fmt == "csv" else ".csv"
+    clash = sorted(
+        str(p.relative_to(out))
+        for d in (out, out / "clean")
+        for p in d.glob(f"*{other}")
+        if p.stem in ("train", "valid", "test")
+    )
+    if clash:
+        raise ValueError(
+            f"--out {out} already holds {', '.join(clash)}: writing {fmt} beside them would give "
+            "two files per split; choose another directory or remove them"
+        )
+    return out
+
+
 def write_poisoned_splits(
     out: str | Path,
     splits: Mapping[str, Sequence[Example]],
@@ -59,13 +92,10 @@ def write_poisoned_splits(
     """Write the layout of the module docstring; returns the ``manifest.json`` document.
 
     ``columns``: ``source_col``, ``target_col``, ``id_col``, ``label_col`` for the files.
-    Raises ValueError when ``out`` exists and is not a directory.
+    Raises ValueError (see :func:`check_out_dir`) before writing anything when ``out`` cannot
+    hold the layout.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    if fmt not in ("csv", "jsonl"):
-        raise ValueError(f"format must be csv or jsonl, got {fmt!r}")
+    out = check_out_dir(out, fmt)
     write = {"source_col": "src", "target_col": "tgt", "id_col": "id", **(columns or {})}
     suffix = f".{fmt}"
     files: dict[str, str] = {}

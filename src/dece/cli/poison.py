@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from dece.attacks import PAYLOADS, TRIGGERS, describe, get_payload, get_trigger
-from dece.attacks.splits import poison_splits, write_poisoned_splits
+from dece.attacks.splits import check_out_dir, poison_splits, write_poisoned_splits
 from dece.data import load_dataset
 
 
@@ -84,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_dir(args.out, args.format)  # before the (possibly long) load and poisoning
     trigger = get_trigger(args.trigger, **_key_values(args.trigger_arg, "--trigger-arg"))
     payload = get_payload(args.payload, **_key_values(args.payload_arg, "--payload-arg"))
     columns = {"source_col": args.source_col, "target_col": args.target_col}

@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Build tables in the papers' layout (BLEU, CodeBLEU, ASR per method and attack, "
             "with averages) from the finished cells under RUNS_DIR, print them, and write them "
-            "with the PNG plots (early learning, ASR vs BLEU, alpha/eps sensitivity) to --out."
+            "with the PNG plots (early learning, ASR vs BLEU, alpha/eps sensitivity) to --out. "
+            "Two finished results of one cell (e.g. a grid copied twice under RUNS_DIR) are an "
+            "error naming both: keep one (a directory whose name starts with '.' is skipped)."
         ),
     )
     parser.add_argument(

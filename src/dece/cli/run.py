@@ -65,9 +65,11 @@ def main(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(
         f"{output_dir}: {len(summary.completed)} run, {len(summary.skipped)} already done, "
-        f"{len(summary.restarted)} restarted, {len(summary.failed)} failed "
-        f"(shard {shard[0]}/{shard[1]}, {len(summary.cells)} cells)\n"
+        f"{len(summary.restarted)} restarted, {len(summary.busy)} busy, "
+        f"{len(summary.failed)} failed (shard {shard[0]}/{shard[1]}, {len(summary.cells)} cells)\n"
     )
+    for h in summary.busy:
+        sys.stdout.write(f"  busy {h}: run by another live process; left to it\n")
     for h, error in summary.failed.items():
         sys.stdout.write(f"  failed {h}: {error}\n")
     return 0 if summary.ok else 1

@@ -8,21 +8,20 @@ that cannot be read stops the load with an error rather than being skipped.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from dece.data._readers import SUFFIXES, read_text, records
 from dece.data.example import DataError, DataFileNotFoundError, Example
 from dece.registry import Registry
 
 logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
 # File stems accepted for each split by :func:`discover_splits`.
 _SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
@@ -43,33 +42,6 @@ __all__ = [
 ]
 
 
-def _read_text(path: Path) -> str:
-    """Read ``path`` as strict UTF-8 (a leading BOM is dropped); undecodable bytes -> DataError."""
-    if not path.exists():
-        raise DataFileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file")
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        prefix = raw[: exc.start].decode("utf-8-sig", errors="ignore")
-        row = _count_complete_rows(prefix, path.suffix.lower())
-        raise DataError(
-            f"{path}: undecodable bytes {raw[exc.start : exc.end]!r} at byte {exc.start} "
-            f"(line {line}, data row {row}): {exc.reason}; the file must be UTF-8"
-        ) from None
-
-
-def _count_complete_rows(prefix: str, suffix: str) -> int:
-    """0-based index of the data row that the end of ``prefix`` falls in."""
-    if suffix == ".jsonl":
-        return sum(1 for line in prefix.split("\n")[:-1] if line.strip())
-    rows = list(csv.reader(io.StringIO(prefix)))
-    return max(len(rows) - 2, 0)  # minus the header and the unfinished row
-
-
 def _is_missing(value: Any) -> bool:
     if value is None:
         return True
@@ -78,40 +50,28 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and (not value.strip() or value.strip().lower() in _NAN_STRINGS)
 
 
-def _records(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(row_index, record)`` with ``row_index`` the 0-based data row."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if reader.fieldnames is None:
-            raise DataError(f"{path}: empty file (no header row)")
-        try:
-            for index, record in enumerate(reader):
-                if None in record:  # more cells than header names
-                    raise DataError(
-                        f"{path}: row {index} has {len(reader.fieldnames) + len(record[None])} "
-                        f"cells but the header has {len(reader.fieldnames)}"
-                    )
-                yield index, record
-        except csv.Error as exc:
-            raise DataError(f"{path}: malformed CSV near line {reader.line_num}: {exc}") from None
-    elif suffix == ".jsonl":
-        index = 0
-        for line_no, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}: row {index} (line {line_no}) is not JSON: {exc}"
-                ) from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}: row {index} (line {line_no}) is not a JSON object")
-            yield index, record
-            index += 1
-    else:
-        raise DataError(f"{path}: unsupported suffix {path.suffix!r}; expected one of {SUFFIXES}")
+def _cell(path: Path, index: int, column: str, value: Any, *, text: bool, optional: bool) -> str:
+    """The cell as a string; refusals name the file, row, column and cause. ``text``: a text
+    column (a string is required); ``optional``: a missing value reads as ``""``."""
+    if _is_missing(value):
+        if optional:
+            return ""
+        shown = "" if value is None or value == "" else f" ({value!r} reads as missing)"
+        raise DataError(f"{path}: row {index}, column {column!r}: empty or NaN cell{shown}")
+    if isinstance(value, str):
+        return value
+    if text or not isinstance(value, (int, float)):  # bool is an int: a label true/false
+        expected = "a string" if text else "a string or a number"
+        raise DataError(
+            f"{path}: row {index}, column {column!r}: expected {expected}, "
+            f"got {type(value).__name__} {_short_repr(value)}"
+        )
+    return str(value)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_examples(
@@ -142,13 +102,14 @@ def load_examples(
             cell, duplicate id; the message names the file, row and column.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     prefix = split if split is not None else path.stem
     wanted = [c for c in (source_col, target_col, label_col, id_col, pair_col) if c is not None]
+    texts = {c for c in (source_col, target_col, pair_col) if c is not None}
     examples: list[Example] = []
     seen: dict[str, int] = {}
     header_checked = False
-    for index, record in _records(path, text):
+    for index, record in records(path, text, wanted):
         if label_col is not None and target_col is not None and target_col not in record:
             wanted.remove(target_col)  # a classification file without targets
             target_col = None
@@ -161,21 +122,12 @@ def load_examples(
                     f"(columns: {', '.join(map(str, record))})"
                 )
             header_checked = True
-        values = {}
-        for column in wanted:
-            value = record[column]
-            if _is_missing(value) and column == target_col and label_col is not None:
-                value = ""  # classification rows need no target
-            elif _is_missing(value):
-                raise DataError(f"{path}: row {index}, column {column!r}: empty or NaN cell")
-            if not isinstance(value, str):
-                if column in (source_col, target_col):
-                    raise DataError(
-                        f"{path}: row {index}, column {column!r}: expected a string, "
-                        f"got {type(value).__name__}"
-                    )
-                value = str(value)
-            values[column] = value
+        optional = target_col if label_col is not None else None  # classification: no target
+        values = {
+            column: _cell(path, index, column, record[column], text=column in texts,
+                          optional=column == optional)
+            for column in wanted
+        }  # fmt: skip
         example_id = values[id_col] if id_col is not None else f"{prefix}-{index}"
         if example_id in seen:
             raise DataError(

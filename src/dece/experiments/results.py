@@ -4,9 +4,11 @@ A :class:`ResultRow` holds one value per grid axis (``values``, keyed by the axi
 identity the cell was hashed from), its display labels and its grid position, both also keyed by
 axis field, so the rows follow :data:`dece.experiments.axes.AXES` without naming them.
 
-Two ``result.json`` files of the same cell (e.g. a grid copied under two directories) are one
-cell: :func:`load_results` keeps the most recent and warns, rather than averaging a cell with
-itself as if it were two seeds.
+Two finished ``result.json`` files of the same cell (e.g. a grid copied under two directories,
+or run twice into different output dirs under one parent) are an error naming both: averaging
+them would count one cell twice as if it were two seeds (CE ASR 95.0 and 0.0 became 47.5), and
+keeping one silently (the newest, say) could hide a stale or different result. The user keeps
+one, by moving or deleting the other, or by reporting on one grid's directory.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dece._jsonl import read_jsonl
 from dece.experiments.axes import AXES, AXIS_BY_FIELD, UNDEFENDED, display_name
 from dece.experiments.runner import CELL_FILE, RESULT_FILE, cell_state
 
-__all__ = ["ResultRow", "find_unfinished", "load_history", "load_results"]
+__all__ = ["DuplicateResultsError", "ResultRow", "find_unfinished", "load_history", "load_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,24 +163,25 @@ def _row_from_result(path: Path) -> ResultRow:
 def load_results(runs_dir: str | Path) -> list[ResultRow]:
     """Every finished cell under ``runs_dir`` (searched recursively; hidden dirs skipped),
     in grid order, one row per cell hash. Unfinished cells are not rows;
-    :func:`find_unfinished` lists them."""
+    :func:`find_unfinished` lists them. Two finished results of one cell raise
+    :class:`DuplicateResultsError` naming both files."""
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"runs directory {str(root)!r} does not exist")
     by_hash: dict[str, ResultRow] = {}
+    duplicates: list[tuple[ResultRow, ResultRow]] = []
     for p in sorted(root.rglob(RESULT_FILE)):
         if not _visible(p, root):
             continue
         row = _row_from_result(p)  # an unreadable result.json is an error naming the file
         if cell_state(p.parent) != "done":
             continue  # inconsistent with its history: listed by find_unfinished
-        other = by_hash.get(row.hash)
-        if other is not None:
-            keep, drop = sorted((other, row), key=lambda r: r.finished_at, reverse=True)
-            logger.warning("cell %s has two results (%s, %s); using the newer one, %s",
-                           row.hash, other.path, row.path, keep.path)  # fmt: skip
-            row = keep
-        by_hash[row.hash] = row
+        if row.hash in by_hash:
+            duplicates.append((by_hash[row.hash], row))
+        else:
+            by_hash[row.hash] = row
+    if duplicates:
+        raise DuplicateResultsError(root, duplicates)
     unfinished = find_unfinished(root)
     if unfinished:
         logger.warning(
@@ -188,6 +191,24 @@ def load_results(runs_dir: str | Path) -> list[ResultRow]:
     rows = list(by_hash.values())
     rows.sort(key=lambda r: (r.grid, tuple(r.order.get(a.field, 0) for a in AXES), r.hash))
     return rows
+
+
+class DuplicateResultsError(ValueError):
+    """Several finished results of one cell under a runs directory; the message names them."""
+
+    def __init__(self, root: Path, pairs: list[tuple[ResultRow, ResultRow]]) -> None:
+        lines = [
+            f"  cell {a.hash}: {a.path / RESULT_FILE} (finished {a.finished_at or '?'}) and "
+            f"{b.path / RESULT_FILE} (finished {b.finished_at or '?'})"
+            for a, b in pairs
+        ]
+        super().__init__(
+            f"{root}: {len(pairs)} cell(s) have more than one result; averaging them would count "
+            "a cell twice, as if it were two seeds:\n" + "\n".join(lines) + "\nKeep one result "
+            "per cell: move or delete the other directory (or rename it to start with '.', "
+            "which is skipped), or report on one grid's directory only."
+        )
+        self.pairs = pairs
 
 
 def find_unfinished(runs_dir: str | Path) -> list[Path]:

@@ -492,11 +492,12 @@ def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Ou
 
 
 # --------------------------------------------------------------------------- parallel cells
-def _init_worker(threads: int, queue: Any, log_level: int) -> None:
-    """Worker set-up: die with the parent, thread count, logging, progress to the parent."""
+def _init_worker(threads: int, queue: Any, log_level: int, parent: int) -> None:
+    """Worker set-up: die with the parent (the runner's pid, ``parent``), thread count,
+    logging, progress to the parent."""
     from dece.experiments._workers import die_with_parent
 
-    die_with_parent()
+    die_with_parent(parent)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level >= logging.WARNING:
         with contextlib.suppress(ImportError):
@@ -563,7 +564,7 @@ def _run_parallel(
     renderer = progress.QueueRenderer(queue) if show else contextlib.nullcontext()
     with renderer, ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker,
-        initargs=(threads, queue, level),
+        initargs=(threads, queue, level, os.getpid()),
     ) as pool:  # fmt: skip
         futures = {pool.submit(_run_in_worker, cell, plan): cell for cell in pending}
         for future in as_completed(futures):
