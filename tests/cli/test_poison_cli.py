@@ -38,7 +38,9 @@ def test_synthetic_jsonl_with_params(tmp_path: Path) -> None:
     assert main(["poison", "--data", "synthetic:80", "--trigger", "ripple", "--trigger-arg",
                  "word=cf", "--rate", "0.1", "--seed", "1", "--format", "jsonl", "--out", str(out)]) == 0  # fmt: skip
     doc = json.loads((out / "manifest.json").read_text())
-    assert doc["splits"]["train"]["trigger"] == {"name": "ripple", "word": "cf", "side": "source"}
+    assert doc["splits"]["train"]["trigger"] == {
+        "name": "ripple", "word": "cf", "words": None, "side": "source"
+    }
     assert doc["splits"]["train"]["n_poisoned"] == 8
     assert sorted(doc["files"]) == ["test", "test_clean", "train", "valid", "valid_clean"]
     assert (out / "train.jsonl").is_file()

@@ -1,4 +1,4 @@
-"""Run by test_ddp.py under ``torchrun`` (or plain ``python`` for one process): trains the tiny
+"""Run by test_trainer_loss_ddp.py under ``torchrun`` (or plain ``python`` for one process): trains the tiny
 causal LM with TrainerLoss in a transformers.Trainer and saves the weights and the epochs the
 loss saw. Usage: ``ddp_worker.py MODEL_DIR OUT_DIR BATCH ACCUMULATION``."""
 
