@@ -5,6 +5,7 @@ the kernel kill the worker when its parent dies, and a daemon thread watching ``
 exits the worker when it is re-parented (other POSIX systems, or a parent that died before the
 ``prctl`` call took effect). Written by hand: neither ``concurrent.futures`` nor
 ``multiprocessing`` offers it (a pool's workers outlive a ``kill -9`` of the pool's process).
+:func:`init_worker` is the whole set-up of a grid worker, this included.
 
 The parent to watch is the pid of the process that started the worker, given by the caller
 (or multiprocessing's record of it), never the ``os.getppid()`` found when the set-up runs: a
@@ -15,6 +16,7 @@ watch forever while it runs the cells already queued for it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -23,8 +25,11 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
-__all__ = ["die_with_parent"]
+from dece import progress
+
+__all__ = ["die_with_parent", "init_worker"]
 
 logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -56,3 +61,23 @@ def die_with_parent(parent: int | None = None, poll_s: float = 0.5) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="dece-die-with-parent", daemon=True).start()
+
+
+def init_worker(threads: int, queue: Any, log_level: int, parent: int) -> None:
+    """A grid worker's set-up (``ProcessPoolExecutor`` initializer): die with the parent (the
+    runner's pid, ``parent``), ``threads`` torch threads, logging at ``log_level``, progress
+    sent to the parent through ``queue`` (None: none)."""
+    die_with_parent(parent)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level >= logging.WARNING:
+        with contextlib.suppress(ImportError):
+            import transformers
+
+            transformers.utils.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(threads)
+    if queue is not None:
+        progress._SINK.set(progress.QueueSink(queue))

@@ -1,14 +1,12 @@
 """Resumable, crash-safe grid runner.
 
-Each cell runs in ``<output_dir>/<cell hash>/`` and leaves ``cell.yaml`` (its grid identity and
-labels), whatever the cell runner writes (``dece.pipeline.train`` writes ``config.yaml``,
-``metrics.jsonl``, ``predictions/``, ...) and finally ``result.json`` (identity + final
-metrics), written atomically (temp file + ``os.replace``): the completion marker.
+Each cell runs in ``<output_dir>/<cell hash>/``, stored as :mod:`dece.experiments.store`
+describes (``cell.yaml``, the cell runner's files, then ``result.json`` written atomically: the
+completion marker).
 
 Crash safety:
 
-- a cell is *complete* only when its ``result.json`` is readable and consistent with its history
-  (``metrics.jsonl`` holds every epoch the result reports); anything else is an unfinished run:
+- a cell that is not complete (:func:`~dece.experiments.store.cell_state`) is an unfinished run:
   its directory is deleted and the cell runs again;
 - every cell runs under an exclusive lock (``<output_dir>/.locks/<hash>.lock``, ``flock``; the
   kernel releases it when its holder dies), so a resumed run never races a live one: a cell
@@ -34,18 +32,13 @@ tests inject a fake one.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import fcntl
 import importlib
 import json
 import logging
-import math
 import os
 import shutil
-import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,15 +47,26 @@ import yaml
 from tqdm.auto import tqdm
 
 from dece import progress
-from dece._jsonl import read_jsonl
 from dece.experiments.axes import UNDEFENDED
 from dece.experiments.config import ConfigError, GridConfig
 from dece.experiments.grid import Cell, expand_grid, shard_cells
+from dece.experiments.store import (  # re-exported: the names' former home
+    CELL_FILE,
+    GRID_FILE,
+    LOCK_DIR,
+    RESULT_FILE,
+    atomic_write_json,
+    atomic_write_text,
+    cell_lock,
+    cell_state,
+    write_result,
+)
 
 __all__ = [
     "CELL_FILE",
     "CellRunner",
     "GridRunSummary",
+    "LOCK_DIR",
     "RESULT_FILE",
     "atomic_write_json",
     "atomic_write_text",
@@ -78,46 +82,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CellRunner = Callable[[dict[str, Any], Path], Mapping[str, Any]]
-RESULT_FILE = "result.json"
-CELL_FILE = "cell.yaml"  # the cell's identity + labels, written before it runs
-GRID_FILE = "grid.yaml"
-LOCK_DIR = ".locks"
 RUNNER_ENV = "DECE_CELL_RUNNER"
 _PARENT_POLL_S = 1.0
-
-
-# --------------------------------------------------------------------------- atomic writes
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the whole new one, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    raise TypeError(f"result value of type {type(obj).__name__} is not JSON-serialisable")
 
 
 # --------------------------------------------------------------------------- cell runners
@@ -218,59 +184,6 @@ def check_cells(config: GridConfig, cells: list[Cell] | None = None) -> None:
             build_train_config(cells[0].to_config(), "<check>")
         except (TypeError, ValueError) as exc:
             raise ConfigError(config.source, "training", str(exc)) from None
-
-
-# --------------------------------------------------------------------------- cell state
-def _read_result(cell_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((cell_dir / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("final"), dict) else None
-
-
-def cell_state(cell_dir: str | Path) -> str:
-    """``"done"`` (a consistent result), ``"partial"`` (a directory without one) or ``"todo"``.
-
-    Consistent: ``result.json`` parses and, when ``metrics.jsonl`` exists and the result reports
-    ``epochs``, the history holds exactly epochs ``1 .. ceil(epochs)``.
-    """
-    cell_dir = Path(cell_dir)
-    if not cell_dir.exists():
-        return "todo"
-    result = _read_result(cell_dir)
-    if result is None:
-        return "partial"
-    epochs = result["final"].get("epochs")
-    history_path = cell_dir / "metrics.jsonl"
-    if epochs is not None and history_path.exists():
-        try:
-            seen = sorted(int(r["epoch"]) for r in read_jsonl(history_path))
-        except (ValueError, KeyError, TypeError):
-            return "partial"
-        if seen != list(range(1, math.ceil(float(epochs) - 1e-6) + 1)):
-            logger.warning("cell %s: result.json reports %s epochs but metrics.jsonl holds %s",
-                           cell_dir.name, epochs, seen)  # fmt: skip
-            return "partial"
-    return "done"
-
-
-@contextlib.contextmanager
-def _cell_lock(out: Path, h: str, *, wait: bool) -> Iterator[bool]:
-    """Holds ``<out>/.locks/<h>.lock`` inside the block; yields False when another process
-    holds it and ``wait`` is False."""
-    lock_dir = out / LOCK_DIR
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{h}.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- the grid
@@ -408,7 +321,7 @@ def _run_cell(cell: Cell, plan: _Plan, *, wait: bool = False) -> _Outcome:
     """Run one cell unless it is complete or another process holds it (``wait``: block on the
     lock instead, as for a parent); cleans a partial directory first."""
     h = cell.hash
-    with _cell_lock(plan.out, h, wait=wait) as locked:
+    with cell_lock(plan.out, h, wait=wait) as locked:
         if not locked:
             logger.info("cell %s is being run by another process; leaving it to that one", h)
             return _Outcome("busy")
@@ -481,38 +394,11 @@ def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Ou
             raise
         logger.exception("cell %s failed; it stays unfinished and reruns next time", cell.hash)
         return _Outcome("failed", restarted, f"{type(exc).__name__}: {exc}")
-    result = {
-        "hash": cell.hash, "config": cell_config, "final": dict(final),
-        "elapsed_s": round(time.time() - started, 3),
-        "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }  # fmt: skip
-    atomic_write_json(cell_dir / RESULT_FILE, result)
+    write_result(cell_dir, cell.hash, cell_config, final, started)
     return _Outcome("completed", restarted)
 
 
 # --------------------------------------------------------------------------- parallel cells
-def _init_worker(threads: int, queue: Any, log_level: int, parent: int) -> None:
-    """Worker set-up: die with the parent (the runner's pid, ``parent``), thread count,
-    logging, progress to the parent."""
-    from dece.experiments._workers import die_with_parent
-
-    die_with_parent(parent)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if log_level >= logging.WARNING:
-        with contextlib.suppress(ImportError):
-            import transformers
-
-            transformers.utils.logging.set_verbosity_error()
-            transformers.utils.logging.disable_progress_bar()
-    with contextlib.suppress(ImportError):
-        import torch
-
-        torch.set_num_threads(threads)
-    if queue is not None:
-        progress._SINK.set(progress.QueueSink(queue))
-
-
 def _run_in_worker(cell: Cell, plan: _Plan) -> _Outcome:
     with progress.task(_cell_tag(cell), total=None, unit="cell"):
         return _run_cell(cell, plan)
@@ -544,6 +430,8 @@ def _run_parallel(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from dece.experiments._workers import init_worker
+
     pending = []
     for cell in cells:  # complete cells are skipped here: no worker is started for them
         if cell_state(plan.out / cell.hash) == "done":
@@ -563,7 +451,7 @@ def _run_parallel(
     level = logging.getLogger().getEffectiveLevel()
     renderer = progress.QueueRenderer(queue) if show else contextlib.nullcontext()
     with renderer, ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker,
+        max_workers=workers, mp_context=context, initializer=init_worker,
         initargs=(threads, queue, level, os.getpid()),
     ) as pool:  # fmt: skip
         futures = {pool.submit(_run_in_worker, cell, plan): cell for cell in pending}
