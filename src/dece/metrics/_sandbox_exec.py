@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RUNNER_SOURCE = Path(__file__).with_name("_sandbox_runner.py").read_text(encoding="utf-8")
+# One script: the supervisor's checks, then the supervisor and worker that call them.
+RUNNER_SOURCE = "\n\n".join(
+    Path(__file__).with_name(name).read_text(encoding="utf-8")
+    for name in ("_sandbox_checks.py", "_sandbox_runner.py")
+)
 NAMESPACES = ("user", "pid", "net", "ipc", "uts", "mnt", "cgroup")
 WRITABLE_MOUNTS = (WORKDIR, "/proc", *(f"/dev/{d}" for d in ("null", "zero", "full", "random")))
 WRITABLE_MOUNTS += ("/dev/urandom",)
