@@ -1,5 +1,5 @@
 """A tiny causal LM + tokenizer saved locally (built from a config, never downloaded) and
-prompt/completion rows from the synthetic dataset."""
+prompt/completion rows from the synthetic dataset (``one_thread`` comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # ddp_worker.py's helpers, shared with it
 
 from tiny_setup import prompt_completion_rows, save_tiny_causal  # noqa: E402
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
