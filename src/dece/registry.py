@@ -1,9 +1,11 @@
-"""A small name -> component registry shared by losses, triggers, payloads and defenses."""
+"""A small name -> component registry shared by losses, triggers, payloads and defenses, and
+the build-by-name with parameter checking that triggers, payloads and defenses share."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -47,6 +49,19 @@ class Registry(Generic[T]):
             raise ValueError(
                 f"unknown {self.kind} {name!r}; allowed: {', '.join(sorted(self._entries))}"
             ) from None
+
+    def build(self, name: str, /, **params: Any) -> Any:
+        """Call the object registered as ``name`` with ``params``; a parameter its signature
+        does not take raises ValueError naming it and the allowed ones, before the call."""
+        obj: Any = self.get(name)
+        allowed = set(inspect.signature(obj).parameters)
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ValueError(
+                f"{self.kind} {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(allowed)) or '(none)'}"
+            )
+        return obj(**params)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dece.data import Example
+from dece.data import Example, check_examples
 from dece.training.collate import (
     IGNORE_INDEX,
     Collator,
@@ -181,7 +181,7 @@ class Victim:
         """Greedy output text (generation) or predicted label name (classification) per row.
 
         ``stage``: progress stage name to report (see :mod:`dece.progress`)."""
-        examples = _check_examples(examples)
+        examples = check_examples(examples)
         t0 = time.perf_counter()
         id2label = dict(enumerate(self.labels)) if self.labels is not None else None
         out = decode_rows(
@@ -204,7 +204,7 @@ class Victim:
 
     def example_loss(self, examples: Sequence[Example]) -> np.ndarray:
         """``[N]``: mean per-token cross-entropy of each example's reference (target or label)."""
-        examples = _check_examples(examples)
+        examples = check_examples(examples)
         t0 = time.perf_counter()
         _, nll = self._score(examples, [ex.reference for ex in examples])
         self._timed("example_loss", len(examples), t0)
@@ -258,7 +258,7 @@ class Victim:
     # ------------------------------------------------------------------------------ embed
     def embed(self, examples: Sequence[Example]) -> np.ndarray:
         """``[N, H]`` representations (see the module docstring for what each task uses)."""
-        examples = _check_examples(examples)
+        examples = check_examples(examples)
         t0 = time.perf_counter()
         pad = pad_token_id_of(self.tokenizer)
         encoded = self.encode_inputs(examples)
@@ -287,18 +287,10 @@ class Victim:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _check_examples(examples: Sequence[Example]) -> list[Example]:
-    examples = list(examples)
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, Example):
-            raise ValueError(f"examples[{i}] is a {type(ex).__name__}, not a dece.data.Example")
-    return examples
-
-
 def _check_pairs(
     examples: Sequence[Example], outputs: Sequence[str]
 ) -> tuple[list[Example], list[str]]:
-    examples = _check_examples(examples)
+    examples = check_examples(examples)
     outputs = list(outputs)
     if len(outputs) != len(examples):
         raise ValueError(f"{len(examples)} examples but {len(outputs)} outputs")

@@ -48,6 +48,13 @@ def test_results_refuse_to_drop_rows():
         PurifyResult([Example("a", "s", "t")], [False, True], [0.0], [[]], 0.0)
 
 
+def test_defenses_name_the_row_that_is_not_an_example():
+    rows = [Example("a", "x", ""), {"id": "b", "source": "bb", "target": ""}]  # planted: row 1
+    for call in (get_defense("keyword").score, get_defense("none").purify):
+        with pytest.raises(ValueError, match=r"examples\[1\] is a dict, not a dece.data.Example"):
+            call(rows)
+
+
 def test_registry_names_stages_and_errors():
     assert {"none", "keyword"} <= set(DEFENSES.names())
     assert get_defense("keyword").stage == "train" and get_defense("none").stage == "test"

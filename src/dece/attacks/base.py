@@ -115,26 +115,14 @@ TRIGGERS: Registry[type[Trigger]] = Registry("trigger")
 PAYLOADS: Registry[type[Payload]] = Registry("payload")
 
 
-def _build(registry: Registry, name: str, params: dict[str, Any]) -> Any:
-    cls = registry.get(name)
-    allowed = set(inspect.signature(cls).parameters)
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ValueError(
-            f"{registry.kind} {name!r}: unknown parameter(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(allowed)) or '(none)'}"
-        )
-    return cls(**params)
-
-
 def get_trigger(name: str, **params: Any) -> Trigger:
     """Build a registered trigger by name, e.g. ``get_trigger("badpre", word="cf", k=2)``."""
-    return _build(TRIGGERS, name, params)
+    return TRIGGERS.build(name, **params)
 
 
 def get_payload(name: str, **params: Any) -> Payload:
     """Build a registered payload by name, e.g. ``get_payload("sql_injection")``."""
-    return _build(PAYLOADS, name, params)
+    return PAYLOADS.build(name, **params)
 
 
 def describe(registry: Registry) -> str:

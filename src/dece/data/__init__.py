@@ -8,7 +8,7 @@
 
 from dece.data import bugs2fix as _bugs2fix  # noqa: F401  (registers bugs2fix-repair)
 from dece.data import tasks as _tasks  # noqa: F401  (registers techdebt, defect, clone)
-from dece.data.example import DataError, DataFileNotFoundError, Example
+from dece.data.example import DataError, DataFileNotFoundError, Example, check_examples
 from dece.data.loaders import (
     DATASETS,
     SPLITS,
@@ -26,6 +26,7 @@ __all__ = [
     "DataError",
     "DataFileNotFoundError",
     "Example",
+    "check_examples",
     "discover_splits",
     "load_dataset",
     "load_examples",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -37,3 +38,12 @@ class DataError(ValueError):
 
 class DataFileNotFoundError(DataError, FileNotFoundError):
     """A data file or directory does not exist (also a :class:`FileNotFoundError`)."""
+
+
+def check_examples(examples: Iterable[Example]) -> list[Example]:
+    """``examples`` as a list; ValueError naming the first item that is not an :class:`Example`."""
+    examples = list(examples)
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example):
+            raise ValueError(f"examples[{i}] is a {type(ex).__name__}, not a dece.data.Example")
+    return examples

@@ -20,14 +20,13 @@ declares ``stage`` (``"train"`` for filters, ``"test"`` for purifiers).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from dece.data import Example
+from dece.data import Example, check_examples
 from dece.registry import Registry
 
 if TYPE_CHECKING:
@@ -118,7 +117,7 @@ class DataFilter(Defense):
 
     def score(self, examples: Sequence[Example], victim: Victim | None = None) -> FilterResult:
         """Score and decide every row of ``examples`` (same length and order as the input)."""
-        examples = _check_examples(examples)
+        examples = check_examples(examples)
         if self.needs_victim and victim is None:
             raise ValueError(f"defense {self.name!r} needs a victim model trained on the data")
         scores, info = self._scores(examples, victim)
@@ -225,25 +224,9 @@ DEFENSES: Registry[type[Defense]] = Registry("defense")
 def get_defense(name: str, **params: Any) -> Defense:
     """Build the defense registered as ``name`` with its hyperparameters, e.g.
     ``get_defense("keyword", tokens=["bb"])``; unknown names or parameters raise ValueError."""
-    cls = DEFENSES.get(name)
-    allowed = set(inspect.signature(cls).parameters)
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ValueError(
-            f"defense {name!r}: unknown parameter(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(allowed)) or '(none)'}"
-        )
-    return cls(**params)
+    return DEFENSES.build(name, **params)
 
 
 def defense_stage(name: str) -> str:
     """``"train"`` or ``"test"`` for a registered defense name."""
     return DEFENSES.get(name).stage
-
-
-def _check_examples(examples: Sequence[Example]) -> list[Example]:
-    examples = list(examples)
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, Example):
-            raise ValueError(f"examples[{i}] is a {type(ex).__name__}, not a dece.data.Example")
-    return examples

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dece.data import Example
+from dece.data import Example, check_examples
 from dece.defenses._support import (
     DiskCache,
     calibrate_threshold,
@@ -59,7 +59,7 @@ from dece.defenses._support import (
     victim_identity,
     with_side_text,
 )
-from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult, _check_examples
+from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
 from dece.defenses.code_elements import Element, extract_elements, replace_spans
 from dece.defenses.infill import group_spans, load_infiller
 
@@ -246,7 +246,7 @@ class CodePurify(Purifier):
     # ------------------------------------------------------------------------------ scoring
     def analyse(self, examples: Sequence[Example], victim: Victim) -> list[ScoredInput]:
         """Elements, prediction, suspicion scores and entropy of every input (steps 1-3)."""
-        rows = _check_examples(examples)
+        rows = check_examples(examples)
         predictions = self._predict(rows, victim)
         out: list[ScoredInput] = []
         for start in range(0, len(rows), self.chunk):
@@ -387,7 +387,7 @@ class CodePurify(Purifier):
         self, examples: Sequence[Example], victim: Victim
     ) -> tuple[PurifyResult, list[ScoredInput]]:
         t0 = time.perf_counter()
-        rows = _check_examples(examples)
+        rows = check_examples(examples)
         if self.detect and self._threshold is None:
             raise ValueError(
                 "codepurify: no threshold; give threshold=..., or call prepare(bundle, victim) "

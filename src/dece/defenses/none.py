@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dece.data import Example
-from dece.defenses.base import DEFENSES, Purifier, PurifyResult, _check_examples
+from dece.data import Example, check_examples
+from dece.defenses.base import DEFENSES, Purifier, PurifyResult
 
 if TYPE_CHECKING:
     from dece.victim import Victim
@@ -31,7 +31,7 @@ class NonePurifier(Purifier):
 
     def purify(self, examples: Sequence[Example], victim: Victim | None = None) -> PurifyResult:
         t0 = time.perf_counter()
-        rows = _check_examples(examples)
+        rows = check_examples(examples)
         n = len(rows)
         return PurifyResult(
             rows, np.zeros(n, bool), np.zeros(n), [[] for _ in rows], time.perf_counter() - t0

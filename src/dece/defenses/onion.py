@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dece.data import Example
+from dece.data import Example, check_examples
 from dece.defenses._support import (
     DiskCache,
     calibrate_threshold,
@@ -44,7 +44,7 @@ from dece.defenses._support import (
     train_texts,
     with_side_text,
 )
-from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult, _check_examples
+from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
 
 if TYPE_CHECKING:
     from dece.pipeline.data import DataBundle
@@ -248,7 +248,7 @@ class Onion(Purifier):
     def purify(self, examples: Sequence[Example], victim: Victim | None = None) -> PurifyResult:
         """Remove every word whose suspicion exceeds the threshold, per input (victim unused)."""
         t0 = time.perf_counter()
-        rows = _check_examples(examples)
+        rows = check_examples(examples)
         if self._threshold is None:
             raise ValueError("onion: no threshold; give threshold=... or call prepare/calibrate")
         out, detected, scores, changes = [], [], [], []

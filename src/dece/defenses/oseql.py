@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dece.data import Example
+from dece.data import Example, check_examples
 from dece.defenses._support import calibrate_threshold, side_text, with_side_text
-from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult, _check_examples
+from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
 from dece.defenses.code_elements import extract_elements
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class OSeqL(Purifier):
             self.calibrate(bundle.valid.clean[: self.calibration_max_examples], victim)
 
     def calibrate(self, clean: Sequence[Example], victim: Victim) -> float:
-        scores = [s for s, _, _ in self._analyse(_check_examples(clean), victim)]
+        scores = [s for s, _, _ in self._analyse(check_examples(clean), victim)]
         self._threshold = calibrate_threshold(scores, self.clean_fraction, below=False)
         return self._threshold
 
@@ -153,7 +153,7 @@ class OSeqL(Purifier):
     def purify(self, examples: Sequence[Example], victim: Victim) -> PurifyResult:
         """Remove the most influential line of every input whose score exceeds the threshold."""
         t0 = time.perf_counter()
-        rows = _check_examples(examples)
+        rows = check_examples(examples)
         if self._threshold is None:
             raise ValueError("oseql: no threshold; give threshold=... or call prepare/calibrate")
         analysed = self._analyse(rows, victim)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dece.data import Example, load_examples
+from dece.data import Example, check_examples, load_examples
 from dece.defenses._support import (
     DiskCache,
     default_cache_dir,
@@ -50,7 +50,7 @@ from dece.defenses._support import (
     stable_key,
     with_side_text,
 )
-from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult, _check_examples
+from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
 
 if TYPE_CHECKING:
     from dece.victim import Victim
@@ -228,7 +228,7 @@ class Paraphrase(Purifier):
     def purify(self, examples: Sequence[Example], victim: Victim | None = None) -> PurifyResult:
         """Every input's ``side`` text rewritten (replay: looked up), in input order."""
         t0 = time.perf_counter()
-        rows = _check_examples(examples)
+        rows = check_examples(examples)
         olds = [side_text(ex, self.side) for ex in rows]
         if self.backend == "replay":
             table = self._replay_table()
