@@ -205,13 +205,27 @@ def test_nan_metrics_are_dashes_and_left_out_of_means(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- dece evaluate
-@pytest.mark.parametrize("empty", ["test_clean.jsonl", "test_poisoned.jsonl"])
-def test_evaluate_on_an_empty_predictions_file_exits_2_naming_it(tmp_path, capsys, empty):
+def _prediction_files(tmp_path: Path, empty: str) -> Path:
     pred = tmp_path / "predictions"
     pred.mkdir()
-    row = {"id": "test-0", "source": "s", "prediction": "x", "reference": "x"}
+    row = {"id": "test-0", "source": "s", "prediction": "a b c d e f", "reference": "a b c d e f"}
     for name in ("test_clean.jsonl", "test_poisoned.jsonl"):
         (pred / name).write_text("" if name == empty else json.dumps(row) + "\n")
+    return pred
+
+
+def test_evaluate_on_an_empty_clean_predictions_file_exits_2_naming_it(tmp_path, capsys):
+    pred = _prediction_files(tmp_path, "test_clean.jsonl")
     err = _exit_2(["evaluate", "--predictions-dir", str(pred), "--no-codebleu"], capsys)
-    assert f"{pred / empty}: no predictions (empty file)" in err
+    assert f"{pred / 'test_clean.jsonl'}: no predictions (empty file)" in err
     assert not (pred / "metrics.json").exists()
+
+
+def test_evaluate_with_no_triggered_rows_scores_quality_and_no_asr(tmp_path, capsys):
+    # a poisoned test set the trigger applied to nowhere is empty: quality is still scored
+    # (identical prediction and reference: BLEU 100), the ASR is absent rather than 0 or an error
+    pred = _prediction_files(tmp_path, "test_poisoned.jsonl")
+    assert main(["evaluate", "--predictions-dir", str(pred), "--no-codebleu"]) == 0
+    metrics = json.loads((pred / "metrics.json").read_text())
+    assert metrics["bleu"] == pytest.approx(100.0) and metrics["exact_match"] == 1.0
+    assert "asr" not in metrics

@@ -259,14 +259,17 @@ def write_predictions(
             fh.write(json.dumps(row) + "\n")
 
 
-def read_predictions(path: str | Path) -> tuple[list[Example], list[str]]:
+def read_predictions(
+    path: str | Path, *, allow_empty: bool = False
+) -> tuple[list[Example], list[str]]:
     """The rows of a file :func:`write_predictions` wrote: examples (``reference`` as the
-    target) and predictions. Errors name the file and the line; an empty file is an error."""
+    target) and predictions. Errors name the file and the line; an empty file is an error
+    unless ``allow_empty`` (a poisoned test set to which the trigger applied nowhere)."""
     from dece._jsonl import read_jsonl
 
     path = Path(path)
     rows = read_jsonl(path)
-    if not rows:
+    if not rows and not allow_empty:
         raise ValueError(f"{path}: no predictions (empty file)")
     examples, preds = [], []
     for line, row in enumerate(rows, start=1):
@@ -298,8 +301,11 @@ def score_prediction_files(
     clean, clean_preds = read_predictions(clean_path)
     manifest, poisoned_preds = None, None
     if poisoned_path is not None and payload is not None:
-        poisoned, poisoned_preds = read_predictions(poisoned_path)
+        poisoned, poisoned_preds = read_predictions(poisoned_path, allow_empty=True)
         manifest = SimpleNamespace(poisoned_ids=[ex.id for ex in poisoned], payload=payload)
+        if not poisoned:  # the trigger applied to no test row: no ASR, not an error
+            logger.warning("%s: no triggered rows; ASR not computed", poisoned_path)
+            manifest, poisoned_preds = None, None
     labels = sorted({ex.target for ex in clean}) if task == "classification" else None
     return score_outputs(clean, clean_preds, poisoned_preds, manifest, payload, task=task,
                          labels=labels, codebleu=codebleu, lang=lang)  # fmt: skip
