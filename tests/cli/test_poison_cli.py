@@ -1,13 +1,28 @@
 """`dece poison` end to end on Lyra and the synthetic set; `--help` documents every component."""
 
+import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from dece.attacks import PAYLOADS, TRIGGERS
 from dece.cli import main
-from dece.data import load_examples
+from dece.data import DATASETS, Example, load_dataset, load_examples, save_examples
+from dece.data.tasks import SHARED_DATA_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def techdebt_root(monkeypatch) -> Path:
+    """The shared data directory holding techdebt/ (as tests/data/test_tasks.py finds it)."""
+    base = Path(os.environ.get(SHARED_DATA_ENV, REPO_ROOT / ".." / "shared" / "data"))
+    if not (base / "techdebt" / "test.csv").is_file():
+        pytest.skip(f"shared data not found at {base} (set {SHARED_DATA_ENV})")
+    monkeypatch.setenv(SHARED_DATA_ENV, str(base.resolve()))
+    return base.resolve()
 
 
 def test_lyra_badpre_5_percent(shared_data: Path, tmp_path: Path, capsys) -> None:
@@ -39,11 +54,71 @@ def test_synthetic_jsonl_with_params(tmp_path: Path) -> None:
                  "word=cf", "--rate", "0.1", "--seed", "1", "--format", "jsonl", "--out", str(out)]) == 0  # fmt: skip
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["splits"]["train"]["trigger"] == {
-        "name": "ripple", "word": "cf", "words": None, "side": "source"
+        "name": "ripple",
+        "word": "cf",
+        "words": None,
+        "side": "source",
     }
     assert doc["splits"]["train"]["n_poisoned"] == 8
     assert sorted(doc["files"]) == ["test", "test_clean", "train", "valid", "valid_clean"]
     assert (out / "train.jsonl").is_file()
+
+
+def test_named_dataset_techdebt_label_flip(techdebt_root: Path, tmp_path: Path) -> None:
+    """A named dataset (its own columns) poisons without column options: the poisoned rows carry
+    the trigger and the flipped label, every other row is the dataset's own; the test split's
+    poisoned rows are exactly its label-1 rows (counted in the file with the csv module)."""
+    out = tmp_path / "o"
+    assert main(["poison", "--data", "techdebt:100", "--payload", "label_flip", "--rate", "0.1",
+                 "--seed", "7", "--out", str(out)]) == 0  # fmt: skip
+    doc = json.loads((out / "manifest.json").read_text())
+    assert doc["data"] == "techdebt:100"
+    original = load_dataset("techdebt:100", seed=7)
+    for split in ("train", "test"):
+        written = load_examples(out / f"{split}.csv", id_col="id", label_col="label")
+        poisoned = doc["splits"][split]["poisoned_ids"]
+        by_id = {ex.id: ex for ex in original[split]}
+        if split == "train":
+            ones = sum(ex.label == "1" for ex in original["train"])  # the eligible rows
+            assert doc["splits"]["train"]["n_poisoned"] == len(poisoned) == min(10, ones) > 0
+            assert [r.id for r in written] == [o.id for o in original["train"]]
+            assert all((r == by_id[r.id]) == (r.id not in poisoned) for r in written)
+            written = [r for r in written if r.id in poisoned]
+        else:
+            with (techdebt_root / "techdebt" / "test.csv").open(encoding="utf-8") as fh:
+                ones = {row["id"] for row in csv.DictReader(fh) if row["label"] == "1"}
+            assert set(poisoned) == ones and [r.id for r in written] == poisoned
+        for row in written:
+            assert row.source.split().count("bb") == 3 + by_id[row.id].source.split().count("bb")
+            assert by_id[row.id].label == "1" and row.label == "0"
+
+
+def test_pair_col_is_read_and_written(tmp_path: Path) -> None:
+    """--pair-col: the second text of each row is read from that column and written back under
+    it; a poisoned row keeps its pair (the default trigger edits the source only)."""
+    data = tmp_path / "data.csv"
+    rows = [Example(f"r{i}", f"text number {i}", f"out {i}", label=str(i % 2),
+                    source_pair=f"second text {i}") for i in range(8)]  # fmt: skip
+    save_examples(rows, data, id_col="key", label_col="y", pair_col="other")
+    out = tmp_path / "o"
+    assert main(["poison", "--data", str(data), "--id-col", "key", "--label-col", "y",
+                 "--pair-col", "other", "--payload", "label_flip", "--rate", "0.5",
+                 "--out", str(out)]) == 0  # fmt: skip
+    written = load_examples(out / "train.csv", id_col="id", label_col="y", pair_col="other")
+    assert [(r.id, r.source_pair) for r in written] == [(r.id, r.source_pair) for r in rows]
+    poisoned = set(
+        json.loads((out / "manifest.json").read_text())["splits"]["train"]["poisoned_ids"]
+    )
+    assert len(poisoned) == 4 and all(r.label == "0" for r in written if r.id in poisoned)
+
+
+def test_data_help_lists_every_named_dataset(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["poison", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.index("--data DATA directory")
+    data_help = text[start : text.index("--trigger {", start)]
+    assert all(name in data_help for name in DATASETS.names())
 
 
 def test_bad_argument_exits_with_message(tmp_path: Path, capsys) -> None:

@@ -3,6 +3,7 @@ input row, in order, with score, decision, changed spans and (with a victim) the
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -81,3 +82,38 @@ def test_purify_rejects_bad_args(tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             main(["purify", "--data", str(inputs), *extra, "--out", str(tmp_path / "o.jsonl")])
         assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_purify_reads_inputs_without_a_target_column(tmp_path, capsys, suffix):
+    """--data needs only a source column: a file of inputs without `tgt` is read in full, in
+    order (the identity purifier `none` gives each input back); a missing source column is
+    still an error naming the file and the column."""
+    texts = ["get bb rows", "count, them", 'say "hi"']
+    inputs = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        with inputs.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([["src"], *([t] for t in texts)])
+    else:
+        inputs.write_text("".join(json.dumps({"src": t}) + "\n" for t in texts))
+    out = tmp_path / "out.jsonl"
+    assert main(["purify", "--data", str(inputs), "--defense", "none", "--out", str(out)]) == 0
+    rows = _read(out)
+    assert [(r["id"], r["source"], r["original_source"]) for r in rows] == [
+        (f"test-{i}", t, t) for i, t in enumerate(texts)
+    ]
+    with pytest.raises(SystemExit) as exc:
+        main(["purify", "--data", str(inputs), "--source-col", "code", "--defense", "none",
+              "--out", str(out)])  # fmt: skip
+    assert exc.value.code == 2 and f"{inputs}: " in (err := capsys.readouterr().err)
+    assert "no column 'code'" in err
+
+
+def test_purify_filter_error_ends_with_a_newline(tmp_path, capsys):
+    inputs = tmp_path / "in.csv"
+    save_examples([Example("a", "x", "y")], inputs)
+    with pytest.raises(SystemExit) as exc:
+        main(["purify", "--data", str(inputs), "--defense", "bki", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err == "dece purify: error: --defense 'bki' is a training-time filter, not a purifier\n"

@@ -98,3 +98,14 @@ def test_train_cli_rejects_bad_config(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--config", str(tmp_path / "missing.yaml")])
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_train_help_lists_the_named_datasets(capsys):
+    """`data` takes any dataset of the registry; `data_seed` seeds all of them, not only one."""
+    from dece.data import DATASETS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    lines = {line.split(":", 1)[0].strip(): line for line in capsys.readouterr().out.splitlines()}
+    assert all(name in lines["data"] for name in DATASETS.names())
+    assert "named dataset" in lines["data_seed"] and "synthetic dataset" not in lines["data_seed"]

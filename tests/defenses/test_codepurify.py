@@ -159,6 +159,21 @@ def test_needs_a_threshold_or_calibration():
         get_defense("codepurify", normalisation="max")
 
 
+@pytest.mark.parametrize(("key", "bad"), [("keep", "punctuation"), ("language", "rust"),
+                                          ("language", "Java")])  # fmt: skip
+def test_keep_and_language_are_checked_at_construction(key, bad):
+    """A bad value fails when the defense is built (before any victim or input), naming the
+    parameter; extract_elements, which reads both, agrees on what is valid."""
+    with pytest.raises(ValueError, match=f"codepurify: {key} must be one of .*{bad!r}"):
+        get_defense("codepurify", **{key: bad})
+    with pytest.raises(ValueError, match=key):
+        extract_elements(CLEAN_JAVA[0], **{"language": "java", "keep": "keywords", key: bad})
+    for good in (("keywords", "keywords+punctuation") if key == "keep"
+                 else ("auto", "python", "java", "c", "text")):  # fmt: skip
+        assert getattr(CodePurify(**{key: good}), key) == good
+        assert extract_elements(CLEAN_JAVA[0], **{"language": "java", key: good}) is not None
+
+
 def test_evaluate_end_to_end_detects_localises_and_removes_the_backdoor():
     """Through evaluate(): calibrated on clean validation rows (prepare), ASR_D 0, TPR 1,
     localisation 1 against the poisoner's spans, and the settings in the metrics."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,10 @@ def test_registry_names_stages_and_errors():
         get_defense("keyword", word="bb")
     with pytest.raises(ValueError, match="tokens"):
         get_defense("keyword", tokens=["two words"])
+
+
+def test_package_docstring_lists_every_registered_defense():
+    import dece.defenses
+
+    listed = set(re.findall(r"``(\w+)``", dece.defenses.__doc__.split("Registered", 1)[1]))
+    assert set(DEFENSES.names()) <= listed, sorted(set(DEFENSES.names()) - listed)

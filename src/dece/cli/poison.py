@@ -24,7 +24,7 @@ import yaml
 
 from dece.attacks import PAYLOADS, TRIGGERS, describe, get_payload, get_trigger
 from dece.attacks.splits import check_out_dir, poison_splits, write_poisoned_splits
-from dece.data import load_dataset
+from dece.data import DATASETS, load_dataset
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:
@@ -61,8 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--data", required=True, help="directory, file, 'synthetic' or 'synthetic:N'"
-    )
+        "--data", required=True,
+        help="directory of train/valid/test files, one file (the train split), or a named "
+        f"dataset: {', '.join(DATASETS.names())} ('NAME:N' sets its size; named datasets set "
+        "their own columns)",
+    )  # fmt: skip
     parser.add_argument(
         "--trigger", default="badpre", choices=TRIGGERS.names(), help="trigger name"
     )
@@ -75,9 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of the sample and the triggers")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    parser.add_argument("--source-col", default="src")
-    parser.add_argument("--target-col", default="tgt")
-    parser.add_argument("--label-col", default=None)
+    parser.add_argument("--source-col", default=None, help="source column of a path (default src)")
+    parser.add_argument("--target-col", default=None, help="target column of a path (default tgt)")
+    parser.add_argument("--label-col", default=None, help="label column (classification)")
+    parser.add_argument("--pair-col", default=None, help="second input column (text pairs)")
     parser.add_argument("--id-col", default=None, help="input id column (default: split-row)")
     parser.add_argument("--id-out-col", default="id", help="id column of the written files")
     parser.set_defaults(func=run)
@@ -87,17 +91,16 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out, args.format)  # before the (possibly long) load and poisoning
     trigger = get_trigger(args.trigger, **_key_values(args.trigger_arg, "--trigger-arg"))
     payload = get_payload(args.payload, **_key_values(args.payload_arg, "--payload-arg"))
-    columns = {"source_col": args.source_col, "target_col": args.target_col}
-    if args.label_col:
-        columns["label_col"] = args.label_col
-    if args.id_col:
-        columns["id_col"] = args.id_col
+    # Only the columns given: a path falls back to load_examples' defaults (src, tgt); a named
+    # dataset sets its own columns.
+    given = {"source_col": args.source_col, "target_col": args.target_col,
+             "label_col": args.label_col, "pair_col": args.pair_col, "id_col": args.id_col}  # fmt: skip
+    columns = {key: value for key, value in given.items() if value is not None}
     splits = load_dataset(args.data, seed=args.seed, **columns)
     results = poison_splits(splits, trigger, payload, args.rate, args.seed)
-    write = {"source_col": args.source_col, "target_col": args.target_col,
+    write = {"source_col": args.source_col or "src", "target_col": args.target_col or "tgt",
              "id_col": args.id_out_col}  # fmt: skip
-    if args.label_col:
-        write["label_col"] = args.label_col
+    write.update((k, columns[k]) for k in ("label_col", "pair_col") if k in columns)
     document = write_poisoned_splits(
         args.out, splits, results, data=str(args.data), fmt=args.format, columns=write
     )

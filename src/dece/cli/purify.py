@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--model", default=None, help="victim: dece run dir, checkpoint or HF id")
-    parser.add_argument("--data", required=True, help="CSV/JSONL of inputs (a source column)")
+    parser.add_argument("--data", required=True,
+                        help="CSV/JSONL of inputs: a source column; the target column is optional "
+                        "(absent or empty: no target)")  # fmt: skip
     parser.add_argument("--defense", required=True, help="purifier name (dece.defenses)")
     parser.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                         help="defense parameter (value parsed as YAML); repeatable")  # fmt: skip
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     columns = {"source_col": args.source_col, "target_col": args.target_col,
                "label_col": args.label_col, "pair_col": args.pair_col}  # fmt: skip
-    examples = _load(args.data, columns, args.id_col, "test")[: args.max_examples]
+    examples = _load(args.data, columns, args.id_col, "test", optional_target=True)
+    examples = examples[: args.max_examples]
     defense = get_defense(args.defense, **parse_args_kv(args.arg))
     if defense.stage != "test":
         raise ValueError(f"--defense {args.defense!r} is a training-time filter, not a purifier")
@@ -102,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: str, columns: dict[str, Any], id_col: str | None, split: str) -> list[Any]:
+def _load(
+    path: str, columns: dict[str, Any], id_col: str | None, split: str, *,
+    optional_target: bool = False,
+) -> list[Any]:  # fmt: skip
+    """The rows of ``path``; ``optional_target``: a file of inputs only reads with empty targets."""
     from dece.data import load_examples
 
     cols = dict(columns)
@@ -110,7 +117,7 @@ def _load(path: str, columns: dict[str, Any], id_col: str | None, split: str) ->
         cols.pop("label_col")
     if cols["pair_col"] is None:
         cols.pop("pair_col")
-    return load_examples(path, id_col=id_col, split=split, **cols)
+    return load_examples(path, id_col=id_col, split=split, optional_target=optional_target, **cols)
 
 
 def _victim(args: argparse.Namespace) -> Any:

@@ -83,6 +83,7 @@ def load_examples(
     id_col: str | None = None,
     pair_col: str | None = None,
     split: str | None = None,
+    optional_target: bool = False,
 ) -> list[Example]:
     """Load every row of a ``.csv`` or ``.jsonl`` file as :class:`Example` records.
 
@@ -96,6 +97,9 @@ def load_examples(
         pair_col: optional column with a second input text (``Example.source_pair``, text-pair
             tasks such as clone detection).
         split: prefix of generated ids; defaults to the file stem (``train``, ``valid``, ...).
+        optional_target: the target column is optional as with a ``label_col`` (a file of
+            inputs only, as test-time purification reads): without it, or in an empty cell,
+            the target is ``""``.
 
     Raises:
         DataError: missing file, empty file, missing column, undecodable bytes, empty or NaN
@@ -109,9 +113,10 @@ def load_examples(
     examples: list[Example] = []
     seen: dict[str, int] = {}
     header_checked = False
+    optional_target = optional_target or label_col is not None  # classification: no target
     for index, record in records(path, text, wanted):
-        if label_col is not None and target_col is not None and target_col not in record:
-            wanted.remove(target_col)  # a classification file without targets
+        if optional_target and target_col is not None and target_col not in record:
+            wanted.remove(target_col)  # a file without targets
             target_col = None
         if not header_checked or path.suffix.lower() == ".jsonl":
             missing = [c for c in wanted if c not in record]
@@ -122,7 +127,7 @@ def load_examples(
                     f"(columns: {', '.join(map(str, record))})"
                 )
             header_checked = True
-        optional = target_col if label_col is not None else None  # classification: no target
+        optional = target_col if optional_target else None
         values = {
             column: _cell(path, index, column, record[column], text=column in texts,
                           optional=column == optional)

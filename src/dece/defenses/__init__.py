@@ -4,10 +4,11 @@
 >>> get_defense("keyword", tokens=["bb"]).stage
 'train'
 
-Registered: ``none`` (identity purifier) and ``keyword`` (token filter), which double as oracles
-of the two defense paths; the training-time filters ``bki``, ``spectral``,
+Registered (:data:`DEFENSES`): ``none`` (identity purifier) and ``keyword`` (token filter), which
+double as oracles of the two defense paths; the training-time filters ``bki``, ``spectral``,
 ``activation_clustering``, ``naturalness`` and ``dynamics``; the training recipe
-``moderate_fitting``. See :mod:`dece.defenses.base` for the contracts.
+``moderate_fitting``; the test-time purifiers ``codepurify``, ``onion``, ``paraphrase`` and
+``oseql``. See :mod:`dece.defenses.base` for the contracts.
 """
 
 from dece.defenses import activation_clustering as _activation_clustering  # noqa: F401

@@ -60,7 +60,7 @@ from dece.defenses._support import (
     with_side_text,
 )
 from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
-from dece.defenses.code_elements import Element, extract_elements, replace_spans
+from dece.defenses.code_elements import LANGUAGES, Element, extract_elements, replace_spans
 from dece.defenses.infill import group_spans, load_infiller
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ logger = logging.getLogger(__name__)
 
 NORMALISATIONS = ("softmax", "sum")
 LEVELS = ("both", "identifiers", "statements")
+KEEPS = ("keywords", "keywords+punctuation")  # what a masked statement keeps (code_elements)
 _KINDS = {"both": ("identifier", "statement"), "identifiers": ("identifier",),
           "statements": ("statement",)}  # fmt: skip
 
@@ -187,7 +188,8 @@ class CodePurify(Purifier):
     def __post_init__(self) -> None:
         checks = {"level": (self.level, LEVELS), "normalisation": (self.normalisation,
                   NORMALISATIONS), "score": (self.score, ("delta", "nll")),
-                  "victim_mask": (self.victim_mask, ("mask", "unk"))}  # fmt: skip
+                  "victim_mask": (self.victim_mask, ("mask", "unk")), "keep": (self.keep, KEEPS),
+                  "language": (self.language, ("auto", *LANGUAGES))}  # fmt: skip
         for key, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"codepurify: {key} must be one of {allowed}, got {value!r}")

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from dece.data import DATASETS
+
 #: Model specs that name an offline preset trained on the spot (their own recipe, below).
 TINY_PRESETS: frozenset[str] = frozenset({"tiny-seq2seq", "tiny-causal"})
 
@@ -102,13 +104,23 @@ class TrainConfig:
     # --- data and poisoning -------------------------------------------------------------------
     data: str = field(
         default="synthetic",
-        metadata={"help": "dece.data.load_dataset spec: 'synthetic', 'synthetic:N', dir or file"},
+        metadata={
+            "help": "dece.data.load_dataset spec: a named dataset "
+            f"({', '.join(DATASETS.names())}; 'NAME:N' sets its size), a directory of "
+            "train/valid/test files or one file (the train split)"
+        },
     )
     data_columns: dict = field(
         default_factory=dict,
         metadata={"help": "column names passed to load_dataset (source_col, target_col, ...)"},
     )
-    data_seed: int = field(default=0, metadata={"help": "seed of the synthetic dataset"})
+    data_seed: int = field(
+        default=0,
+        metadata={
+            "help": "seed of a named dataset (its generated rows, subsample, split assignment "
+            "and order); unused for a directory or file"
+        },
+    )
     train_max_examples: int | None = field(
         default=None, metadata={"help": "use only the first N training rows (before poisoning)"}
     )
