@@ -65,6 +65,21 @@ def check_reduction(reduction: str) -> str:
     return reduction
 
 
+def flat_targets(target: Tensor, vocab: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """``target`` flattened to ``[N]`` (int64) and its ``[N]`` mask of non-ignored positions;
+    ValueError naming the first flat position whose class is outside ``[0, vocab)``."""
+    flat_t = target.reshape(-1).long()
+    valid = flat_t != ignore_index
+    bad = valid & ((flat_t < 0) | (flat_t >= vocab))
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"target out of range: flat position {first} holds {int(flat_t[first])}, expected a "
+            f"class in [0, {vocab}) or ignore_index={ignore_index}"
+        )
+    return flat_t, valid
+
+
 def flatten_inputs(logits: Tensor, target: Tensor, ignore_index: int) -> Flat:
     """Validate ``logits``/``target`` and flatten them to ``[N, V]`` / ``[N]``.
 
@@ -87,15 +102,7 @@ def flatten_inputs(logits: Tensor, target: Tensor, ignore_index: int) -> Flat:
     vocab = logits.shape[-1]
     if vocab < 1:
         raise ValueError("logits must have a non-empty last (vocabulary) dimension")
-    flat_t = target.reshape(-1).long()
-    valid = flat_t != ignore_index
-    bad = valid & ((flat_t < 0) | (flat_t >= vocab))
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"target out of range: flat position {first} holds {int(flat_t[first])}, expected a "
-            f"class in [0, {vocab}) or ignore_index={ignore_index}"
-        )
+    flat_t, valid = flat_targets(target, vocab, ignore_index)
     safe_t = torch.where(valid, flat_t, torch.zeros_like(flat_t))
     return Flat(
         logits=logits.reshape(-1, vocab),

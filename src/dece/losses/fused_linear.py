@@ -42,7 +42,7 @@ from typing import Literal, overload
 import torch
 from torch import Tensor
 
-from dece.losses._reduce import check_reduction, check_unit_interval, denominator
+from dece.losses._reduce import check_reduction, check_unit_interval, denominator, flat_targets
 from dece.losses.dece import _chunk_rows, _dece_chunk, dece_alpha
 
 __all__ = ["fused_linear_dece_loss"]
@@ -113,15 +113,7 @@ def _select_rows(hidden: Tensor, target: Tensor, vocab: int, ignore_index: int) 
         )
     if target.device != hidden.device:
         raise ValueError(f"target is on {target.device} but hidden on {hidden.device}")
-    flat_t = target.reshape(-1).long()
-    valid = flat_t != ignore_index
-    bad = valid & ((flat_t < 0) | (flat_t >= vocab))
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"target out of range: flat position {first} holds {int(flat_t[first])}, expected a "
-            f"class in [0, {vocab}) or ignore_index={ignore_index}"
-        )
+    flat_t, valid = flat_targets(target, vocab, ignore_index)
     flat_h = hidden.reshape(-1, hidden.shape[-1])  # [N, H]
     n_rows = flat_h.shape[0]
     if bool(valid.all()):
