@@ -22,9 +22,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
+from dece.cli._args import parse_key_values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,19 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def _params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--arg: expected KEY=VALUE, got {item!r}")
-        try:
-            params[key.strip()] = yaml.safe_load(value) if value else None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--arg {item!r}: value is not valid YAML: {exc}") from None
-    return params
-
-
 def main(args: argparse.Namespace) -> int:
     if args.grid is not None:
         return _grid(args)
@@ -95,7 +81,7 @@ def _dataset(args: argparse.Namespace) -> int:
     if "train" not in splits:
         raise ValueError(f"{args.data}: no train split (found {sorted(splits)})")
     examples = splits["train"]
-    defense = get_defense(args.defense, **_params(args.arg))
+    defense = get_defense(args.defense, **parse_key_values(args.arg))
     victim = None
     if defense.needs_victim:
         if args.model is None:

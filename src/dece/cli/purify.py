@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dece.cli._args import parse_key_values
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -59,19 +61,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_args_kv(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` items as a dict (values parsed as YAML); a clear error otherwise."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--arg {item!r}: expected KEY=VALUE")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from dece.defenses import get_defense
 
@@ -79,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                "label_col": args.label_col, "pair_col": args.pair_col}  # fmt: skip
     examples = _load(args.data, columns, args.id_col, "test", optional_target=True)
     examples = examples[: args.max_examples]
-    defense = get_defense(args.defense, **parse_args_kv(args.arg))
+    defense = get_defense(args.defense, **parse_key_values(args.arg))
     if defense.stage != "test":
         raise ValueError(f"--defense {args.defense!r} is a training-time filter, not a purifier")
     victim = _victim(args) if args.model else None
