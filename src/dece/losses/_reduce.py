@@ -65,6 +65,20 @@ def check_reduction(reduction: str) -> str:
     return reduction
 
 
+def check_target(target: Tensor, ref: Tensor, ref_name: str) -> None:
+    """ValueError naming ``target`` unless it is an integer tensor shaped like ``ref [..., X]``
+    without its last dimension and on ``ref``'s device (``ref_name``: logits or hidden)."""
+    if not isinstance(target, Tensor) or target.is_floating_point() or target.is_complex():
+        raise ValueError("target must be an integer torch.Tensor of class indices")
+    if tuple(target.shape) != tuple(ref.shape[:-1]):
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match {ref_name} shape "
+            f"{tuple(ref.shape)} (expected {tuple(ref.shape[:-1])})"
+        )
+    if target.device != ref.device:
+        raise ValueError(f"target is on {target.device} but {ref_name} on {ref.device}")
+
+
 def flat_targets(target: Tensor, vocab: int, ignore_index: int) -> tuple[Tensor, Tensor]:
     """``target`` flattened to ``[N]`` (int64) and its ``[N]`` mask of non-ignored positions;
     ValueError naming the first flat position whose class is outside ``[0, vocab)``."""
@@ -88,17 +102,9 @@ def flatten_inputs(logits: Tensor, target: Tensor, ignore_index: int) -> Flat:
     """
     if not isinstance(logits, Tensor) or not logits.is_floating_point():
         raise ValueError("logits must be a floating-point torch.Tensor")
-    if not isinstance(target, Tensor) or target.is_floating_point() or target.is_complex():
-        raise ValueError("target must be an integer torch.Tensor of class indices")
     if logits.dim() not in (2, 3):
         raise ValueError(f"logits must be [N, V] or [B, T, V], got shape {tuple(logits.shape)}")
-    if tuple(target.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(
-            f"target shape {tuple(target.shape)} does not match logits shape "
-            f"{tuple(logits.shape)} (expected {tuple(logits.shape[:-1])})"
-        )
-    if target.device != logits.device:
-        raise ValueError(f"target is on {target.device} but logits on {logits.device}")
+    check_target(target, logits, "logits")
     vocab = logits.shape[-1]
     if vocab < 1:
         raise ValueError("logits must have a non-empty last (vocabulary) dimension")

@@ -42,7 +42,13 @@ from typing import Literal, overload
 import torch
 from torch import Tensor
 
-from dece.losses._reduce import check_reduction, check_unit_interval, denominator, flat_targets
+from dece.losses._reduce import (
+    check_reduction,
+    check_target,
+    check_unit_interval,
+    denominator,
+    flat_targets,
+)
 from dece.losses.dece import _chunk_rows, _dece_chunk, dece_alpha
 
 __all__ = ["fused_linear_dece_loss"]
@@ -104,15 +110,7 @@ def _describe(x: object) -> str:
 def _select_rows(hidden: Tensor, target: Tensor, vocab: int, ignore_index: int) -> _Rows:
     """Check ``target`` against ``hidden [.., H]`` and keep the rows whose target is not
     ignored (ValueError naming ``target`` on a bad dtype, shape, device or class index)."""
-    if not isinstance(target, Tensor) or target.is_floating_point() or target.is_complex():
-        raise ValueError("target must be an integer torch.Tensor of class indices")
-    if tuple(target.shape) != tuple(hidden.shape[:-1]):
-        raise ValueError(
-            f"target shape {tuple(target.shape)} does not match hidden shape "
-            f"{tuple(hidden.shape)} (expected {tuple(hidden.shape[:-1])})"
-        )
-    if target.device != hidden.device:
-        raise ValueError(f"target is on {target.device} but hidden on {hidden.device}")
+    check_target(target, hidden, "hidden")
     flat_t, valid = flat_targets(target, vocab, ignore_index)
     flat_h = hidden.reshape(-1, hidden.shape[-1])  # [N, H]
     n_rows = flat_h.shape[0]
