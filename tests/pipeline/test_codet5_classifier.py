@@ -1,0 +1,82 @@
+"""CodeT5 (a T5 encoder-decoder) as a sequence classifier through the same code path as any
+Hugging Face checkpoint (issue 10: ``Salesforce/codet5-base``): a small T5 built from a config and
+saved by the test stands in for the download. Transformers' ``T5ForSequenceClassification`` reads
+the decoder's state at the last ``</s>`` — the head of CodeT5's own defect-detection model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import T5Config, T5ForConditionalGeneration, T5ForSequenceClassification
+
+from dece.data import Example
+from dece.pipeline import DataBundle, evaluate, fit
+from dece.training import TrainConfig
+from dece.training.tokenizer import train_bpe_tokenizer
+from dece.victim import Victim
+
+WORDS = "get set put read write load save open close find sort move copy list show".split()
+
+
+def _rows(n: int, offset: int) -> list[Example]:
+    """label "debt" iff the text holds "todo" (every third row)."""
+    rows = []
+    for i in range(offset, offset + n):
+        words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(5)]
+        label = "debt" if i % 3 == 0 else "none"
+        if label == "debt":
+            words.insert(i % 5, "todo")
+        rows.append(Example(f"r{i}", " ".join(words), "", label=label))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def codet5_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("codet5")
+    tok = train_bpe_tokenizer([e.source for e in _rows(60, 0)] * 4, vocab_size=300)
+    config = T5Config(
+        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=1,
+        num_heads=4, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_t5_checkpoint_trains_as_a_classifier_with_dece(tmp_path, codet5_dir, one_thread):
+    cfg = TrainConfig(
+        output_dir=str(tmp_path / "run"), model=str(codet5_dir), task="classification",
+        loss="dece", num_epochs=8, batch_size=8, learning_rate=3e-3, max_source_length=16,
+        codebleu=False, use_cpu=True, save_checkpoints=False, save_model=True,
+    )  # fmt: skip
+    bundle = DataBundle.from_examples(_rows(96, 0), _rows(24, 200), _rows(24, 300))
+    result = fit(cfg, bundle)
+    victim = result.victim
+    assert isinstance(victim.model, T5ForSequenceClassification)
+    assert victim.model.config.id2label == {0: "debt", 1: "none"}
+    # oracle: the planted rule ("todo" <=> debt) is learnt
+    assert evaluate(victim, bundle, split="test").metrics["accuracy"] >= 0.9
+    # the saved model reloads as the same classifier (same predictions)
+    again = Victim.load(tmp_path / "run" / "model")
+    assert again.task == "classification" and again.labels == ["debt", "none"]
+    assert again.predict(bundle.test.clean) == victim.predict(bundle.test.clean)
+
+
+def test_t5_classifier_embedding_is_the_heads_input(codet5_dir):
+    victim = Victim.load(codet5_dir, task="classification", labels=["debt", "none"])
+    rows = _rows(5, 0)
+    got = victim.embed(rows)  # [5, d_model]
+    model = victim.model.eval()
+    enc = victim.tokenizer([e.source for e in rows], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        out = model.transformer(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                                decoder_input_ids=model._shift_right(enc.input_ids))  # fmt: skip
+        hidden = out.last_hidden_state  # [5, S, d_model]
+        eos = enc.input_ids.eq(model.config.eos_token_id)  # [5, S]
+        last = (eos * torch.arange(eos.shape[1])).argmax(1)  # the last </s> of each row
+        want = hidden[torch.arange(len(rows)), last]
+    assert got.shape == (5, 32)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
