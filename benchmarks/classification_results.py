@@ -16,22 +16,31 @@ is kept, so the written conclusion survives a regeneration. Nothing is trained h
 of inference) under every attack of the techdebt grids and stores the metrics in
 ``runs/techdebt/clean_floors.json``: the ASR an unpoisoned model already shows (ordinary
 misclassification of triggered inputs), which the tables print beside the poisoned runs.
+
+The finished cells' records are archived under ``benchmarks/results/cells/<grid>/``
+(:mod:`dece.experiments.archive`) and read back for the cells ``runs/`` lacks, so the committed
+tables survive a lost run directory. Cells measured before the archive existed were recovered
+from the committed tables (their ``final`` says so, with 2-decimal percentages and no train time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dece.experiments import expand_grid, load_grid_config, load_results
+from dece.experiments import expand_grid, load_grid_config
+from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.grid import Cell
+from dece.experiments.purifier_tables import purifier_report
 from dece.experiments.results import ResultRow
 
 REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = REPO / "benchmarks" / "results" / "cells"
 MARKER = "<!-- analysis -->"
 PENDING = "pending"
 # The DeCE paper's Table 8 (CodeBERT, technical debt), as quoted in issue 10: clean accuracy / F1,
@@ -108,8 +117,9 @@ def _pending(cells: Sequence[Cell], by_hash: dict[str, ResultRow], config: str) 
         if cell.hash not in by_hash:
             labels = cell.labels()
             shard = next(i for i, c in enumerate(all_cells) if c.hash == cell.hash)
+            defense = f" w. {labels['defense']}" if labels.get("defense") else ""
             out.append(
-                f"- `{cell.hash}` {labels['attack']} {labels['rate']} {labels['loss']} seed "
+                f"- `{cell.hash}` {labels['attack']} {labels['rate']} {labels['loss']}{defense} seed "
                 f"{labels['seed']}: `dece run configs/{config} --shard {shard}/{len(all_cells)}`"
             )
     return out
@@ -204,15 +214,20 @@ def _curves(rows: Sequence[ResultRow], title: str) -> list[str]:
 
 
 def _times(rows: Sequence[ResultRow]) -> list[str]:
-    if not rows:
-        return ["no finished run yet"]
-    minutes = [_minutes(r) for r in rows]
+    trained = [r for r in rows if "train_time_s" in r.final]
+    recovered = len([r for r in rows if "recovered_from" in r.final])
+    if not trained:
+        return ["no finished run with a recorded time yet"]
+    minutes = [_minutes(r) for r in trained]
     return [
-        f"{len(rows)} finished runs; minutes per run (training with per-epoch validation + final "
-        f"test evaluation, one thread on the shared 2-core machine): mean "
-        f"{statistics.fmean(minutes):.1f}, min {min(minutes):.1f}, max {max(minutes):.1f}; "
+        f"{len(trained)} finished runs with a recorded time; minutes per run (training with "
+        f"per-epoch validation + final test evaluation, one thread on the shared 2-core machine):"
+        f" mean {statistics.fmean(minutes):.1f}, min {min(minutes):.1f}, max {max(minutes):.1f}; "
         f"total {sum(minutes) / 60:.1f} CPU hours."
-    ]
+        + (f" {recovered} more runs were measured in an earlier session (about 25 minutes each; "
+           "their records were recovered from the committed tables, without times)."
+           if recovered else "")
+    ]  # fmt: skip
 
 
 FLOORS_FILE = "clean_floors.json"
@@ -251,6 +266,8 @@ def compute_floors(runs: Path) -> Path:
 def _floors(runs: Path) -> list[str]:
     path = runs / FLOORS_FILE
     if not path.is_file():
+        path = ARCHIVE / "techdebt" / FLOORS_FILE
+    if not path.is_file():
         return [f"{PENDING} (`python benchmarks/classification_results.py --floors`)"]
     data = json.loads(path.read_text())
     lines = ["| attack -> target | Acc | F1 | ASR | ASR raw | ASR denominator (raw) |",
@@ -270,12 +287,30 @@ def _keep_analysis(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ files
+def _load(runs: Path, archive: Path) -> dict[str, ResultRow]:
+    """The finished cells of ``runs`` plus the archived ones it lacks; archives ``runs`` first."""
+    if runs.is_dir():
+        archive_cells(runs, archive)
+        if (runs / FLOORS_FILE).is_file():
+            shutil.copy2(runs / FLOORS_FILE, archive / FLOORS_FILE)
+    return {r.hash: r for r in load_results_with_archive(runs, archive)}
+
+
+def _purifiers(by_hash: dict[str, ResultRow]) -> list[str]:
+    """CodePurify on the classifiers (``configs/techdebt_purify.yaml``), Tables II-IV layout."""
+    text = purifier_report(list(by_hash.values()))
+    if not text:
+        return [f"{PENDING} (`dece run configs/techdebt_purify.yaml`)", ""]
+    return [text.replace("\n## ", "\n### ").replace("## ", "### ", 1), ""]
+
+
 def techdebt_report(runs: Path, out: Path) -> str:
-    by_hash = {r.hash: r for r in load_results(runs)} if runs.is_dir() else {}
+    by_hash = _load(runs, ARCHIVE / "techdebt")
     configs = REPO / "configs"
     table8 = _cells(configs / "techdebt_table8.yaml")
     badpre = _cells(configs / "techdebt_badpre.yaml")
     sweep = _cells(configs / "techdebt_sweep.yaml")
+    purify = _cells(configs / "techdebt_purify.yaml")
     seed42 = [c for c in badpre if c.seed == 42]
     text = [
         "# Technical debt (DeCE paper Table 8) at small scale: CE vs DeCE under NL triggers",
@@ -324,11 +359,18 @@ def techdebt_report(runs: Path, out: Path) -> str:
     for target in ("0", "1"):
         rows = [by_hash[c.hash] for c in seed42 if _target(c) == target and c.hash in by_hash]
         text += _curves(rows, f"Flip to {target}:")
+    text += ["## Test-time defense: CodePurify on the BadPre victims (seed 43)", "",
+             "Word-level CodePurify (the comments are natural language) in front of the CE and "
+             "DeCE victims of BadPre 1% -> 0; the threshold is calibrated so that 5% of 200 clean "
+             "validation comments would be purified; the tiny-seq2seq infiller is pretrained on "
+             "the clean training comments.", "", *_purifiers(by_hash)]  # fmt: skip
     text += ["## Budget", "", *_times([by_hash[h] for h in by_hash])]
     pending = [line for cfg, cells in (("techdebt_table8.yaml", table8),
-               ("techdebt_badpre.yaml", badpre), ("techdebt_sweep.yaml", sweep))
+               ("techdebt_badpre.yaml", badpre), ("techdebt_sweep.yaml", sweep),
+               ("techdebt_purify.yaml", purify))
                for line in _pending(cells, by_hash, cfg)]  # fmt: skip
-    pending = list(dict.fromkeys(pending))
+    seen: set[str] = set()  # a cell shared by two grids: listed once, under the first
+    pending = [x for x in pending if not (x.split("`")[1] in seen or seen.add(x.split("`")[1]))]
     text += ["", "## Pending cells", ""]
     text += pending or ["none"]
     if pending:
@@ -338,7 +380,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
 
 
 def defect_report(runs: Path, out: Path) -> str:
-    by_hash = {r.hash: r for r in load_results(runs)} if runs.is_dir() else {}
+    by_hash = _load(runs, ARCHIVE / "defect")
     config = REPO / "configs" / "defect_table9.yaml"
     cells = _cells(config)
     seed_rows = [by_hash[c.hash] for c in cells if c.hash in by_hash and c.rate > 0]
