@@ -2,8 +2,10 @@
 defense grids on Lyra (configs/lyra_defenses*.yaml), whatever has finished so far (the summary
 with the findings is ``benchmarks/results/lyra_defenses.md``).
 
-It trains nothing. It reads ``runs/lyra_defenses`` (result rows, filter records) and
-``runs/lyra_defenses_mf_check``, and runs the cheap analyses that need no training:
+It trains nothing. It reads ``runs/lyra_defenses`` (result rows, filter records; the cells it
+lacks from the committed archive ``benchmarks/results/cells/lyra_defenses``, which it refreshes:
+:mod:`dece.experiments.archive`) and ``runs/lyra_defenses_mf_check``, and runs the cheap analyses
+that need no training:
 
 - the DeCE paper's Tables 4-6 layout (Lyra column): rows undefended CE, BKI, In-trust, GCE,
   Moderate-fitting, SS, AC, naturalness, dynamics, DeCE; per attack BLEU, CodeBLEU, ASR; rows
@@ -31,11 +33,13 @@ import numpy as np
 import torch
 import yaml
 
-from dece.experiments import load_results
+from dece.experiments import AXES, load_results
+from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.detection_table import format_detection_table, load_detection_rows
 from dece.experiments.results import ResultRow, find_unfinished
 
 REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = REPO / "benchmarks" / "results" / "cells" / "lyra_defenses"
 ATTACKS = ("BadPre", "RIPPLe")
 # (row label, loss name, defense name) in the paper's row order
 ROWS = (
@@ -206,6 +210,13 @@ def figure4(rows: list[ResultRow], out: Path) -> str:
     return "![Figure 4](lyra_defenses_pca.png)\n\n" + "\n".join(notes)
 
 
+def _detection_rows(runs: Path) -> list[Any]:
+    """Detection records of ``runs`` plus the archived ones it lacks."""
+    found = {r.hash: r for r in load_detection_rows(ARCHIVE)} if ARCHIVE.is_dir() else {}
+    found.update({r.hash: r for r in load_detection_rows(runs)} if runs.is_dir() else {})
+    return sorted(found.values(), key=lambda r: tuple(r.order.get(a.field, 0) for a in AXES))
+
+
 def budget(rows: list[ResultRow]) -> str:
     lines = ["| cell | method | attack | train s | cell wall s |", "|---|---|---|---:|---:|"]
     total = 0.0
@@ -227,9 +238,11 @@ def main() -> None:
     p.add_argument("--no-figure", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
-    rows = load_results(args.runs) if args.runs.is_dir() else []
+    if args.runs.is_dir():
+        archive_cells(args.runs, ARCHIVE)  # the records outlive runs/ (dece.experiments.archive)
+    rows = load_results_with_archive(args.runs, ARCHIVE)
     table, pending = results_table(rows)
-    detection = load_detection_rows(args.runs) if args.runs.is_dir() else []
+    detection = _detection_rows(args.runs)
     unfinished = [u.name for u in find_unfinished(args.runs)] if args.runs.is_dir() else []
     sections = {
         "table": table,
