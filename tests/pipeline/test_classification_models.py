@@ -4,24 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from keyword_rows import keyword_rows
 
-from dece.data import Example
 from dece.pipeline import DataBundle, evaluate, fit
 from dece.training import TrainConfig
-
-WORDS = "get set put read write load save open close find sort move copy list show".split()
-
-
-def _rows(n: int, offset: int) -> list[Example]:
-    """label "debt" iff the text holds "todo" (every third row)."""
-    rows = []
-    for i in range(offset, offset + n):
-        words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(5)]
-        label = "debt" if i % 3 == 0 else "none"
-        if label == "debt":
-            words.insert(i % 5, "todo")
-        rows.append(Example(f"r{i}", " ".join(words), "", label=label))
-    return rows
 
 
 @pytest.mark.parametrize("preset", ["tiny-seq2seq", "tiny-causal"])
@@ -33,7 +19,7 @@ def test_tiny_presets_train_as_classifiers_with_the_dataset_labels(tmp_path, pre
         save_model=False, model_args={"d_model": 32, "ffn_dim": 64, "attention_heads": 2},
     )  # fmt: skip
     bundle = DataBundle.from_examples(
-        _rows(48, 0), _rows(12, 100), _rows(12, 200), trigger="ripple",
+        keyword_rows(48, 0), keyword_rows(12, 100), keyword_rows(12, 200), trigger="ripple",
         payload={"name": "label_flip", "target_label": "none"}, rate=0.1, seed=0,
     )  # fmt: skip
     assert bundle.labels == ["debt", "none"]

@@ -8,33 +8,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from keyword_rows import keyword_rows
 from transformers import T5Config, T5ForConditionalGeneration, T5ForSequenceClassification
 
-from dece.data import Example
 from dece.pipeline import DataBundle, evaluate, fit
 from dece.training import TrainConfig
 from dece.training.tokenizer import train_bpe_tokenizer
 from dece.victim import Victim
 
-WORDS = "get set put read write load save open close find sort move copy list show".split()
-
-
-def _rows(n: int, offset: int) -> list[Example]:
-    """label "debt" iff the text holds "todo" (every third row)."""
-    rows = []
-    for i in range(offset, offset + n):
-        words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(5)]
-        label = "debt" if i % 3 == 0 else "none"
-        if label == "debt":
-            words.insert(i % 5, "todo")
-        rows.append(Example(f"r{i}", " ".join(words), "", label=label))
-    return rows
-
 
 @pytest.fixture(scope="module")
 def codet5_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("codet5")
-    tok = train_bpe_tokenizer([e.source for e in _rows(60, 0)] * 4, vocab_size=300)
+    tok = train_bpe_tokenizer([e.source for e in keyword_rows(60, 0)] * 4, vocab_size=300)
     config = T5Config(
         vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=1,
         num_heads=4, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
@@ -52,7 +38,7 @@ def test_t5_checkpoint_trains_as_a_classifier_with_dece(tmp_path, codet5_dir, on
         loss="dece", num_epochs=8, batch_size=8, learning_rate=3e-3, max_source_length=16,
         codebleu=False, use_cpu=True, save_checkpoints=False, save_model=True,
     )  # fmt: skip
-    bundle = DataBundle.from_examples(_rows(96, 0), _rows(24, 200), _rows(24, 300))
+    bundle = DataBundle.from_examples(keyword_rows(96, 0), keyword_rows(24, 200), keyword_rows(24, 300))
     result = fit(cfg, bundle)
     victim = result.victim
     assert isinstance(victim.model, T5ForSequenceClassification)
@@ -67,7 +53,7 @@ def test_t5_checkpoint_trains_as_a_classifier_with_dece(tmp_path, codet5_dir, on
 
 def test_t5_classifier_embedding_is_the_heads_input(codet5_dir):
     victim = Victim.load(codet5_dir, task="classification", labels=["debt", "none"])
-    rows = _rows(5, 0)
+    rows = keyword_rows(5, 0)
     got = victim.embed(rows)  # [5, d_model]
     model = victim.model.eval()
     enc = victim.tokenizer([e.source for e in rows], return_tensors="pt", padding=True)
