@@ -1,7 +1,7 @@
 """Results of the classification grids (issue 10) as markdown, with the paper's rows beside ours.
 
 Reads the finished cells of ``runs/techdebt`` (grids ``configs/techdebt_table8.yaml``,
-``techdebt_badpre.yaml``, ``techdebt_sweep.yaml``) and ``runs/defect``
+``techdebt_badpre.yaml``, ``techdebt_sweep.yaml``, ``techdebt_alpha09.yaml``, ``techdebt_purify.yaml``) and ``runs/defect``
 (``configs/defect_table9.yaml``) and writes ``benchmarks/results/techdebt_table8.md`` and
 ``benchmarks/results/defect_table9.md``: the Table 8/9 layout (Accuracy / F1 / ASR per attack),
 both ASR definitions, the BadPre seeds (mean and spread) in both flip directions, the DeCE
@@ -166,12 +166,14 @@ def _seed_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[st
     for target in sorted({_target(c) for c in cells}):
         for loss in dict.fromkeys(_loss_label(c) for c in cells):
             group = [c for c in cells if _target(c) == target and _loss_label(c) == loss]
+            if not group:
+                continue
             rows = [by_hash[c.hash] for c in group if c.hash in by_hash]
             stats = [_mean_sd([r.metric(k) for r in rows if r.metric(k) is not None])
                      if rows else PENDING for k, _ in METRICS]  # fmt: skip
             per_seed = ", ".join(f"{c.seed}: {_val(by_hash.get(c.hash), 'asr')}" for c in group)
             denominators = ", ".join(
-                f"{r.final.get('asr_denominator')} ({r.final.get('asr_raw_denominator')})"
+                f"{r.final.get('asr_denominator', '-')} ({r.final.get('asr_raw_denominator', '-')})"
                 for r in rows
             )
             lines.append(f"| {target} | {loss} | {len(rows)}/{len(group)} | "
@@ -311,6 +313,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
     badpre = _cells(configs / "techdebt_badpre.yaml")
     sweep = _cells(configs / "techdebt_sweep.yaml")
     purify = _cells(configs / "techdebt_purify.yaml")
+    alpha09 = _cells(configs / "techdebt_alpha09.yaml")
     seed42 = [c for c in badpre if c.seed == 42]
     text = [
         "# Technical debt (DeCE paper Table 8) at small scale: CE vs DeCE under NL triggers",
@@ -344,7 +347,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
         "~93% of rows). Flip to 1: clean comments with the trigger classified as debt (the "
         "minority class). The ASR denominators differ accordingly (~260 vs ~3,400 test rows).",
         "",
-        *_seed_table(badpre, by_hash),
+        *_seed_table(badpre + alpha09, by_hash),
         "",
         "## DeCE alpha_base / eps sweep (BadPre, flip to 0, seed 42)",
         "",
@@ -367,7 +370,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
     text += ["## Budget", "", *_times([by_hash[h] for h in by_hash])]
     pending = [line for cfg, cells in (("techdebt_table8.yaml", table8),
                ("techdebt_badpre.yaml", badpre), ("techdebt_sweep.yaml", sweep),
-               ("techdebt_purify.yaml", purify))
+               ("techdebt_alpha09.yaml", alpha09), ("techdebt_purify.yaml", purify))
                for line in _pending(cells, by_hash, cfg)]  # fmt: skip
     seen: set[str] = set()  # a cell shared by two grids: listed once, under the first
     pending = [x for x in pending if not (x.split("`")[1] in seen or seen.add(x.split("`")[1]))]
