@@ -1,7 +1,8 @@
 """CodeT5 (a T5 encoder-decoder) as a sequence classifier through the same code path as any
 Hugging Face checkpoint (issue 10: ``Salesforce/codet5-base``): a small T5 built from a config and
-saved by the test stands in for the download. Transformers' ``T5ForSequenceClassification`` reads
-the decoder's state at the last ``</s>`` — the head of CodeT5's own defect-detection model."""
+saved by the test stands in for the download. By default transformers'
+``T5ForSequenceClassification`` reads the decoder's state at the last ``</s>`` (the head of CodeT5's
+own defect-detection model); ``encoder_only`` classifies from the encoder alone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from transformers import T5Config, T5ForConditionalGeneration, T5ForSequenceClas
 
 from dece.pipeline import DataBundle, evaluate, fit
 from dece.training import TrainConfig
+from dece.training.encoder_classifier import T5EncoderForSequenceClassification, masked_mean
+from dece.training.models import load_model
 from dece.training.tokenizer import train_bpe_tokenizer
 from dece.victim import Victim
 
@@ -38,7 +41,9 @@ def test_t5_checkpoint_trains_as_a_classifier_with_dece(tmp_path, codet5_dir, on
         loss="dece", num_epochs=8, batch_size=8, learning_rate=3e-3, max_source_length=16,
         codebleu=False, use_cpu=True, save_checkpoints=False, save_model=True,
     )  # fmt: skip
-    bundle = DataBundle.from_examples(keyword_rows(96, 0), keyword_rows(24, 200), keyword_rows(24, 300))
+    bundle = DataBundle.from_examples(
+        keyword_rows(96, 0), keyword_rows(24, 200), keyword_rows(24, 300)
+    )
     result = fit(cfg, bundle)
     victim = result.victim
     assert isinstance(victim.model, T5ForSequenceClassification)
@@ -66,3 +71,58 @@ def test_t5_classifier_embedding_is_the_heads_input(codet5_dir):
         want = hidden[torch.arange(len(rows)), last]
     assert got.shape == (5, 32)
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- the encoder alone
+def test_codet5_encoder_only_classifier_loads_the_encoder_and_learns(
+    tmp_path, codet5_dir, one_thread
+):
+    cfg = TrainConfig(
+        output_dir=str(tmp_path / "run"), model=str(codet5_dir), task="classification",
+        model_args={"encoder_only": True}, loss="dece", num_epochs=8, batch_size=8,
+        learning_rate=3e-3, max_source_length=16, codebleu=False, use_cpu=True,
+        save_checkpoints=False, save_model=True,
+    )  # fmt: skip
+    bundle = DataBundle.from_examples(
+        keyword_rows(96, 0), keyword_rows(24, 200), keyword_rows(24, 300)
+    )
+    result = fit(cfg, bundle)
+    victim = result.victim
+    assert isinstance(victim.model, T5EncoderForSequenceClassification)
+    assert not any(n.startswith("decoder") for n, _ in victim.model.named_parameters())
+    assert evaluate(victim, bundle, split="test").metrics["accuracy"] >= 0.9
+    again = Victim.load(tmp_path / "run" / "model")  # recognised from config.architectures
+    assert isinstance(again.model, T5EncoderForSequenceClassification)
+    assert again.labels == ["debt", "none"]
+    assert again.predict(bundle.test.clean) == victim.predict(bundle.test.clean)
+
+
+def test_encoder_only_weights_and_embedding_come_from_the_checkpoints_encoder(codet5_dir):
+    full = T5ForConditionalGeneration.from_pretrained(codet5_dir).eval()
+    loaded = load_model(str(codet5_dir), task="classification", encoder_only=True)
+    victim = Victim(loaded.model, loaded.tokenizer, loaded.task)
+    model = victim.model.eval()
+    state = full.state_dict()
+    for name, value in model.state_dict().items():
+        if not name.startswith("classifier."):
+            torch.testing.assert_close(value, state[name], msg=name)
+    rows = keyword_rows(5, 0)
+    enc = victim.tokenizer([e.source for e in rows], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        hidden = full.encoder(input_ids=enc.input_ids, attention_mask=enc.attention_mask)[0]
+    m = enc.attention_mask[..., None].float()  # [5, S, 1]
+    want = (hidden * m).sum(1) / m.sum(1)  # the masked mean, computed here
+    np.testing.assert_allclose(victim.embed(rows), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_encoder_only_is_refused_for_a_non_t5_checkpoint_and_for_generation(codet5_dir, bart_dir):
+    with pytest.raises(ValueError, match="model_type 'bart'"):
+        load_model(str(bart_dir), task="classification", encoder_only=True)
+    with pytest.raises(ValueError, match="task='seq2seq'"):
+        load_model(str(codet5_dir), task="seq2seq", encoder_only=True)
+
+
+def test_masked_mean_ignores_padding():
+    hidden = torch.arange(12.0).reshape(1, 4, 3)  # [B=1, S=4, H=3]
+    mask = torch.tensor([[1, 1, 0, 0]])
+    torch.testing.assert_close(masked_mean(hidden, mask), torch.tensor([[1.5, 2.5, 3.5]]))

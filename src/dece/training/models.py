@@ -272,6 +272,7 @@ def _load_from_dir(
     num_labels: int | None = None,
     labels: Sequence[str] | None = None,
     decoder_layers: int = 6,
+    encoder_only: bool = False,
     **kwargs: Any,
 ) -> LoadedModel:
     try:
@@ -281,6 +282,10 @@ def _load_from_dir(
             f"spec {spec!r} is neither a preset ({', '.join(PRESETS.names())}), an existing "
             f"local directory, nor a Hugging Face id available offline: {err}"
         ) from err
+    encoder_cls = _encoder_classifier(spec, config, task, encoder_only)
+    if encoder_cls is not None:
+        tokenizer = AutoTokenizer.from_pretrained(spec, **kwargs)
+        return _classifier(encoder_cls, spec, tokenizer, seed, labels, num_labels, kwargs)
     kind = infer_task(config)
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -291,15 +296,9 @@ def _load_from_dir(
     task = task or ("classification" if kind == "encoder" else kind)
     tokenizer = AutoTokenizer.from_pretrained(spec, **kwargs)
     if task == "classification":
-        with torch.random.fork_rng(devices=[]):  # the fresh head's init follows `seed`
-            torch.manual_seed(seed)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                spec, **_classifier_args(labels, num_labels), **kwargs
-            )
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model.config.pad_token_id = tokenizer.pad_token_id
-        return LoadedModel(model, tokenizer, task, spec)
+        return _classifier(
+            AutoModelForSequenceClassification, spec, tokenizer, seed, labels, num_labels, kwargs
+        )
     if task == "seq2seq" and kind == "encoder":
         model = compose_encoder_decoder(
             spec, tokenizer, decoder_layers=decoder_layers, seed=seed, **kwargs
@@ -312,6 +311,45 @@ def _load_from_dir(
         model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)
     configure_special_tokens(model, tokenizer, task)
     return LoadedModel(model, tokenizer, task, spec)
+
+
+def _encoder_classifier(
+    spec: str, config: PretrainedConfig, task: str | None, encoder_only: bool
+) -> type | None:
+    """The encoder-only classifier class to load ``spec`` as: the one a saved model names in its
+    ``architectures``, or (``encoder_only=True``) the one for its ``model_type``; else None."""
+    from dece.training.encoder_classifier import ENCODER_CLASSIFIERS
+
+    saved = [ENCODER_CLASSIFIERS[a] for a in getattr(config, "architectures", None) or []
+             if a in ENCODER_CLASSIFIERS]  # fmt: skip
+    if not saved and not encoder_only:
+        return None
+    if task not in (None, "classification"):
+        raise ValueError(f"encoder_only / {spec!r}: an encoder classifier has task "
+                         f"'classification', got task={task!r}")  # fmt: skip
+    if saved:
+        return saved[0]
+    by_type = {c.config_class.model_type: c for c in ENCODER_CLASSIFIERS.values()}
+    if config.model_type not in by_type:
+        raise ValueError(
+            f"encoder_only=True applies to {sorted(by_type)} checkpoints (CodeT5), not "
+            f"model_type {config.model_type!r}; BERT-like encoders are classifiers already"
+        )
+    return by_type[config.model_type]
+
+
+def _classifier(
+    model_cls: Any, spec: str, tokenizer: Any, seed: int, labels: Sequence[str] | None,
+    num_labels: int | None, kwargs: dict[str, Any],
+) -> LoadedModel:  # fmt: skip
+    """``model_cls.from_pretrained(spec)`` as a sequence classifier with the dataset's labels."""
+    with torch.random.fork_rng(devices=[]):  # the fresh head's init follows `seed`
+        torch.manual_seed(seed)
+        model = model_cls.from_pretrained(spec, **_classifier_args(labels, num_labels), **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, tokenizer, "classification", spec)
 
 
 def compose_encoder_decoder(
@@ -409,8 +447,9 @@ def load_model(
         **preset_args: a preset's config fields (e.g. ``steps=300, max_length=128``); for
             classification ``labels`` (the dataset's label names; class ``i`` is ``labels[i]``,
             saved as the config's ``id2label``) or ``num_labels``; for ids / directories
-            ``decoder_layers`` (encoder + decoder composition) and keyword arguments for
-            ``from_pretrained``.
+            ``decoder_layers`` (encoder + decoder composition), ``encoder_only`` (a T5 / CodeT5
+            checkpoint's encoder as a classifier: :mod:`dece.training.encoder_classifier`) and
+            keyword arguments for ``from_pretrained``.
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"spec must be a non-empty string, got {spec!r}")
