@@ -125,7 +125,9 @@ def dynamics_variants(runs: Path, rows: list[ResultRow]) -> str:
         parent = _find(rows, "ce", None, attack)
         path = None if parent is None else parent.path / "example_losses.jsonl"
         if path is None or not path.is_file():
-            out.append(f"- {attack}: pending (the CE victim's recording is not there yet)")
+            out.append(f"- {attack}: not available: the CE victim's `example_losses.jsonl` is "
+                       "not under the runs directory (not finished yet, or a record from the "
+                       "archive; the per-example recording is not archived)")
             continue
         records = read_example_losses(path)
         manifest = json.loads((parent.path / "poison_manifest.json").read_text())
