@@ -35,23 +35,35 @@ def codet5_dir(tmp_path_factory):
     return path
 
 
-def test_t5_checkpoint_trains_as_a_classifier_with_dece(tmp_path, codet5_dir, one_thread):
+@pytest.mark.parametrize(
+    ("model_args", "model_cls"),
+    [
+        ({}, T5ForSequenceClassification),
+        ({"encoder_only": True}, T5EncoderForSequenceClassification),
+    ],
+)
+def test_t5_checkpoint_trains_as_a_classifier_with_dece(
+    tmp_path, codet5_dir, model_args, model_cls, one_thread
+):
     cfg = TrainConfig(
         output_dir=str(tmp_path / "run"), model=str(codet5_dir), task="classification",
-        loss="dece", num_epochs=8, batch_size=8, learning_rate=3e-3, max_source_length=16,
-        codebleu=False, use_cpu=True, save_checkpoints=False, save_model=True,
+        model_args=model_args, loss="dece", num_epochs=8, batch_size=8, learning_rate=3e-3,
+        max_source_length=16, codebleu=False, use_cpu=True, save_checkpoints=False,
+        save_model=True,
     )  # fmt: skip
     bundle = DataBundle.from_examples(
         keyword_rows(96, 0), keyword_rows(24, 200), keyword_rows(24, 300)
     )
-    result = fit(cfg, bundle)
-    victim = result.victim
-    assert isinstance(victim.model, T5ForSequenceClassification)
+    victim = fit(cfg, bundle).victim
+    assert type(victim.model) is model_cls
     assert victim.model.config.id2label == {0: "debt", 1: "none"}
+    if model_args:  # the encoder alone: no decoder weights
+        assert not any(n.startswith("decoder") for n, _ in victim.model.named_parameters())
     # oracle: the planted rule ("todo" <=> debt) is learnt
     assert evaluate(victim, bundle, split="test").metrics["accuracy"] >= 0.9
-    # the saved model reloads as the same classifier (same predictions)
+    # the saved model reloads as the same classifier (its class from config.architectures)
     again = Victim.load(tmp_path / "run" / "model")
+    assert type(again.model) is model_cls
     assert again.task == "classification" and again.labels == ["debt", "none"]
     assert again.predict(bundle.test.clean) == victim.predict(bundle.test.clean)
 
@@ -74,29 +86,6 @@ def test_t5_classifier_embedding_is_the_heads_input(codet5_dir):
 
 
 # ---------------------------------------------------------------------- the encoder alone
-def test_codet5_encoder_only_classifier_loads_the_encoder_and_learns(
-    tmp_path, codet5_dir, one_thread
-):
-    cfg = TrainConfig(
-        output_dir=str(tmp_path / "run"), model=str(codet5_dir), task="classification",
-        model_args={"encoder_only": True}, loss="dece", num_epochs=8, batch_size=8,
-        learning_rate=3e-3, max_source_length=16, codebleu=False, use_cpu=True,
-        save_checkpoints=False, save_model=True,
-    )  # fmt: skip
-    bundle = DataBundle.from_examples(
-        keyword_rows(96, 0), keyword_rows(24, 200), keyword_rows(24, 300)
-    )
-    result = fit(cfg, bundle)
-    victim = result.victim
-    assert isinstance(victim.model, T5EncoderForSequenceClassification)
-    assert not any(n.startswith("decoder") for n, _ in victim.model.named_parameters())
-    assert evaluate(victim, bundle, split="test").metrics["accuracy"] >= 0.9
-    again = Victim.load(tmp_path / "run" / "model")  # recognised from config.architectures
-    assert isinstance(again.model, T5EncoderForSequenceClassification)
-    assert again.labels == ["debt", "none"]
-    assert again.predict(bundle.test.clean) == victim.predict(bundle.test.clean)
-
-
 def test_encoder_only_weights_and_embedding_come_from_the_checkpoints_encoder(codet5_dir):
     full = T5ForConditionalGeneration.from_pretrained(codet5_dir).eval()
     loaded = load_model(str(codet5_dir), task="classification", encoder_only=True)
