@@ -115,36 +115,60 @@ def filter_table(rows: list[ResultRow]) -> str:
     return "\n".join(lines)
 
 
-def dynamics_variants(runs: Path, rows: list[ResultRow]) -> str:
+VARIANTS_FILE = "dynamics_variants.json"  # archived beside the CE victim's records
+
+
+def _variant_aurocs(records: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
+    """AUROC (%) of every dynamics variant: {"value/normalize": [epochs 1-1, 1-2, ...]}."""
     from dece.defenses.dynamics import dynamics_scores
     from dece.metrics import detection_scores
+
+    ids = list(dict.fromkeys(r["id"] for r in records))
+    epochs = sorted({int(r["epoch"]) for r in records})
+    table: dict[str, list[float]] = {}
+    for value in ("ce_mean", "ce_max", "ce_top3"):
+        for norm in ("step", "none"):
+            table[f"{value}/{norm}"] = [
+                round(100 * detection_scores(
+                    ids, dynamics_scores(records, ids, value=value, epochs=e, normalize=norm),
+                    np.zeros(len(ids), bool), manifest["poisoned_ids"])["auroc"], 1)
+                for e in epochs
+            ]  # fmt: skip
+    return {"n_rows": len(ids), "n_records": len(records), "epochs": epochs, "auroc": table}
+
+
+def _variants_markdown(attack: str, v: dict[str, Any]) -> str:
+    lines = [f"**{attack}** (AUROC, %; {v['n_rows']} rows, {v['n_records']} records)", "",
+             "| value | normalize | " + " | ".join(f"epochs 1-{e}" for e in v["epochs"]) + " |",
+             "|---|---|" + "---:|" * len(v["epochs"])]  # fmt: skip
+    for key, aurocs in v["auroc"].items():
+        value, norm = key.split("/")
+        lines.append(f"| {value} | {norm} | " + " | ".join(f"{a:.1f}" for a in aurocs) + " |")
+    return "\n".join(lines)
+
+
+def dynamics_variants(rows: list[ResultRow]) -> str:
+    """The variants table per attack, from the CE victim's ``example_losses.jsonl`` (then
+    archived as ``dynamics_variants.json``), else from that archived table."""
     from dece.training.example_losses import read_example_losses
 
     out = []
     for attack in ATTACKS:
         parent = _find(rows, "ce", None, attack)
         path = None if parent is None else parent.path / "example_losses.jsonl"
-        if path is None or not path.is_file():
+        saved = None if parent is None else ARCHIVE / parent.hash / VARIANTS_FILE
+        if path is not None and path.is_file():
+            manifest = json.loads((parent.path / "poison_manifest.json").read_text())
+            variants = _variant_aurocs(read_example_losses(path), manifest)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(variants, indent=1) + "\n")
+        elif saved is not None and saved.is_file():
+            variants = json.loads(saved.read_text())
+        else:
             out.append(f"- {attack}: not available: the CE victim's `example_losses.jsonl` is "
-                       "not under the runs directory (not finished yet, or a record from the "
-                       "archive; the per-example recording is not archived)")
+                       "not under the runs directory and no archived table exists")
             continue
-        records = read_example_losses(path)
-        manifest = json.loads((parent.path / "poison_manifest.json").read_text())
-        ids = list(dict.fromkeys(r["id"] for r in records))
-        epochs = sorted({int(r["epoch"]) for r in records})
-        header = "| value | normalize | " + " | ".join(f"epochs 1-{e}" for e in epochs) + " |"
-        lines = [f"**{attack}** (AUROC, %; {len(ids)} rows, {len(records)} records)", "",
-                 header, "|---|---|" + "---:|" * len(epochs)]  # fmt: skip
-        for value in ("ce_mean", "ce_max", "ce_top3"):
-            for norm in ("step", "none"):
-                aurocs = []
-                for e in epochs:
-                    s = dynamics_scores(records, ids, value=value, epochs=e, normalize=norm)
-                    d = detection_scores(ids, s, np.zeros(len(ids), bool), manifest["poisoned_ids"])
-                    aurocs.append(f"{100 * d['auroc']:.1f}")
-                lines.append(f"| {value} | {norm} | " + " | ".join(aurocs) + " |")
-        out.append("\n".join(lines))
+        out.append(_variants_markdown(attack, variants))
     return "\n\n".join(out)
 
 
@@ -250,7 +274,7 @@ def main() -> None:
         "table": table,
         "filters": filter_table(rows),
         "detection": format_detection_table(detection) if detection else "pending",
-        "dynamics": dynamics_variants(args.runs, rows),
+        "dynamics": dynamics_variants(rows),
         "naturalness": naturalness_orders(args.data.resolve()),
         "mf": mf_check(args.runs, rows),
         "figure": "not drawn (--no-figure)" if args.no_figure else figure4(rows, args.out),
