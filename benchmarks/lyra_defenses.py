@@ -165,8 +165,10 @@ def dynamics_variants(rows: list[ResultRow]) -> str:
         elif saved is not None and saved.is_file():
             variants = json.loads(saved.read_text())
         else:
-            out.append(f"- {attack}: not available: the CE victim's `example_losses.jsonl` is "
-                       "not under the runs directory and no archived table exists")
+            out.append(
+                f"- {attack}: not available: the CE victim's `example_losses.jsonl` is "
+                "not under the runs directory and no archived table exists"
+            )
             continue
         out.append(_variants_markdown(attack, variants))
     return "\n\n".join(out)

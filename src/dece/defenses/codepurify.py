@@ -142,6 +142,15 @@ class CodePurify(Purifier):
         clean_fraction: calibration: the fraction of clean validation inputs that would be
             purified (the threshold is the entropy below which that fraction lies).
         calibration_max_examples: clean validation inputs used for calibration.
+        calibrate_by: ``"all"`` (paper: one threshold from all clean inputs) or ``"prediction"``
+            (ours, classification only; in neither the paper nor the official code): one
+            threshold per predicted label, each from the clean inputs predicted as that label
+            (labels unseen in calibration use the overall threshold). Where the true label rests
+            on one keyword (technical debt: ``TODO``), clean inputs of that class have the
+            trigger's signature, one element whose masking moves the confidence; a single
+            threshold then purifies their keyword, a per-label one flags the same fraction of
+            every predicted class and leaves the triggered inputs, all predicted as the
+            target, to the target class's threshold.
         score: ``"delta"`` (paper: ``|c(x_i, y) - c(x, y)|``) or ``"nll"`` (official code).
         victim_mask: ``"mask"`` (paper) or ``"unk"`` (official code's scoring input).
         keep: what a masked statement keeps: ``"keywords"`` (paper) or
@@ -173,6 +182,7 @@ class CodePurify(Purifier):
     threshold: float | None = None
     clean_fraction: float = 0.05
     calibration_max_examples: int | None = 200
+    calibrate_by: str = "all"
     score: str = "delta"
     victim_mask: str = "mask"
     keep: str = "keywords"
@@ -189,16 +199,21 @@ class CodePurify(Purifier):
         checks = {"level": (self.level, LEVELS), "normalisation": (self.normalisation,
                   NORMALISATIONS), "score": (self.score, ("delta", "nll")),
                   "victim_mask": (self.victim_mask, ("mask", "unk")), "keep": (self.keep, KEEPS),
-                  "language": (self.language, ("auto", *LANGUAGES))}  # fmt: skip
+                  "language": (self.language, ("auto", *LANGUAGES)),
+                  "calibrate_by": (self.calibrate_by, ("all", "prediction"))}  # fmt: skip
         for key, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"codepurify: {key} must be one of {allowed}, got {value!r}")
         if not 0.0 <= self.clean_fraction < 1.0:
             raise ValueError(f"clean_fraction must be in [0, 1), got {self.clean_fraction}")
+        if self.calibrate_by == "prediction" and self.threshold is not None:
+            raise ValueError("codepurify: calibrate_by='prediction' calibrates the thresholds; "
+                             "give no fixed threshold")  # fmt: skip
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
         self._infiller: Any = None if isinstance(self.infiller, str) else self.infiller
         self._threshold: float | None = self.threshold
+        self._by_prediction: dict[str, float] = {}
         self._prepare_s = 0.0
         self._store: DiskCache | None = None
 
@@ -238,12 +253,29 @@ class CodePurify(Purifier):
         return self._infiller
 
     def calibrate(self, clean: Sequence[Example], victim: Victim) -> float:
-        """Set (and return) the threshold below which ``clean_fraction`` of ``clean`` lies."""
-        entropies = [s.entropy for s in self.analyse(clean, victim)]
+        """Set (and return) the threshold below which ``clean_fraction`` of ``clean`` lies (with
+        ``calibrate_by="prediction"`` also one per predicted label)."""
+        if self.calibrate_by == "prediction" and victim.task != "classification":
+            raise ValueError("codepurify: calibrate_by='prediction' needs a classifier victim, "
+                             f"got task {victim.task!r}")  # fmt: skip
+        analysed = self.analyse(clean, victim)
+        entropies = [s.entropy for s in analysed]
         self._threshold = calibrate_threshold(entropies, self.clean_fraction, below=True)
-        logger.info("codepurify: threshold %.4f from %d clean inputs (fraction %.3f)",
-                    self._threshold, len(clean), self.clean_fraction)  # fmt: skip
+        self._by_prediction = {}
+        if self.calibrate_by == "prediction":
+            for label in sorted({a.prediction for a in analysed}):
+                group = [a.entropy for a in analysed if a.prediction == label]
+                self._by_prediction[label] = calibrate_threshold(
+                    group, self.clean_fraction, below=True)  # fmt: skip
+        logger.info("codepurify: threshold %.4f (per prediction: %s) from %d clean inputs "
+                    "(fraction %.3f)", self._threshold, self._by_prediction, len(clean),
+                    self.clean_fraction)  # fmt: skip
         return self._threshold
+
+    def _thresholds(self, analysed: list[ScoredInput]) -> np.ndarray:
+        """The threshold that applies to each analysed input ``[N]``."""
+        return np.array([self._by_prediction.get(a.prediction, self._threshold)
+                         for a in analysed], dtype=float)  # fmt: skip
 
     # ------------------------------------------------------------------------------ scoring
     def analyse(self, examples: Sequence[Example], victim: Victim) -> list[ScoredInput]:
@@ -400,7 +432,8 @@ class CodePurify(Purifier):
         fill_calls, fill_s = infiller.calls, infiller.seconds
         analysed = self.analyse(rows, victim)
         entropy = np.array([a.entropy for a in analysed], dtype=float)
-        detected = np.ones(len(rows), bool) if not self.detect else entropy < self._threshold
+        detected = (np.ones(len(rows), bool) if not self.detect
+                    else entropy < self._thresholds(analysed))  # fmt: skip
         purified, changes, tops = [], [], []
         for ex, a, hit in zip(rows, analysed, detected, strict=True):
             top = a.top
@@ -417,7 +450,8 @@ class CodePurify(Purifier):
             purified.append(new_ex)
             changes.append(edits)
         info = {
-            "threshold": self._threshold, "normalisation": self.normalisation,
+            "threshold": self._threshold, "thresholds_by_prediction": dict(self._by_prediction),
+            "normalisation": self.normalisation,
             "score": self.score, "level": self.level, "detect": self.detect,
             "n_detected": int(detected.sum()), "entropy": entropy.tolist(),
             "n_elements": [len(a.elements) for a in analysed], "top_spans": tops,

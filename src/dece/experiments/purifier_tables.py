@@ -86,10 +86,16 @@ def _settings_md(rows: Sequence[ResultRow]) -> str:
     for r in rows:
         if "detect_tpr" not in r.final:
             continue
-        cells = []
-        for key in _SETTINGS:
-            value = r.final.get(key)
-            cells.append("-" if value is None else (f"{value:.4g}" if isinstance(value, float)
-                                                    else str(value)))  # fmt: skip
+        cells = [_setting(r.final, key) for key in _SETTINGS]
         lines.append(f"| {r.method} | {r.attack} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _setting(final: dict, key: str) -> str:
+    """One settings cell; the threshold cell adds the per-prediction thresholds if any."""
+    value = final.get(key)
+    text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    per_label = final.get("purify_thresholds_by_prediction") if key == "purify_threshold" else None
+    if per_label:
+        text += " (by prediction: " + ", ".join(f"{k}: {v:.4g}" for k, v in per_label.items()) + ")"
+    return text

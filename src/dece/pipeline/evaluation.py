@@ -221,14 +221,14 @@ def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
         out["clean_not_measured"] = True
     info = (clean or pois).info if (clean or pois) is not None else {}
     for key in _PURIFIER_SETTINGS:
-        if key in info:
+        if key in info and info[key] != {}:
             out[f"purify_{key}"] = info[key]
     return out
 
 
 #: Purifier settings copied into the metrics (which threshold / normalisation produced them).
-_PURIFIER_SETTINGS = ("threshold", "normalisation", "score", "level", "detect", "lm", "backend",
-                      "prepare_s")  # fmt: skip
+_PURIFIER_SETTINGS = ("threshold", "thresholds_by_prediction", "normalisation", "score", "level",
+                      "detect", "lm", "backend", "prepare_s")  # fmt: skip
 
 
 def _localisation(ids: list[str], pois: PurifyResult, spans: dict[str, Any]) -> dict[str, Any]:
