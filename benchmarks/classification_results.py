@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dece.experiments import expand_grid, load_grid_config
+from dece.experiments import expand_grid, load_grid_config, pending_commands
 from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.grid import Cell
 from dece.experiments.purifier_tables import purifier_report
@@ -111,18 +111,8 @@ def _setting(config: Path) -> str:
 
 
 def _pending(cells: Sequence[Cell], by_hash: dict[str, ResultRow], config: str) -> list[str]:
-    out = []
     all_cells = _cells(REPO / "configs" / config)
-    for cell in cells:
-        if cell.hash not in by_hash:
-            labels = cell.labels()
-            shard = next(i for i, c in enumerate(all_cells) if c.hash == cell.hash)
-            defense = f" w. {labels['defense']}" if labels.get("defense") else ""
-            out.append(
-                f"- `{cell.hash}` {labels['attack']} {labels['rate']} {labels['loss']}{defense} seed "
-                f"{labels['seed']}: `dece run configs/{config} --shard {shard}/{len(all_cells)}`"
-            )
-    return out
+    return pending_commands(all_cells, by_hash, f"configs/{config}", subset=cells)
 
 
 # ------------------------------------------------------------------------------ sections

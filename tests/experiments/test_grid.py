@@ -16,6 +16,7 @@ from dece.experiments import (
     cell_hash,
     expand_grid,
     parse_shard,
+    pending_commands,
     shard_cells,
 )
 
@@ -151,3 +152,19 @@ def test_defense_axis_identity_and_parents():
     keyword = by_key[("badpre", "dece", "keyword")]
     assert keyword.parent() is None  # keyword reads no model: it trains on its own
     assert by_key[("badpre", "dece", "undefended")].parent() is None
+
+
+def test_pending_commands_name_each_unfinished_cell_and_the_shard_that_runs_it_alone():
+    cells = expand_grid(GridConfig.from_dict(small_grid()))
+    done = {cells[0].hash, cells[5].hash}
+    lines = pending_commands(cells, done, "configs/g.yaml")
+    assert len(lines) == len(cells) - 2
+    for line in lines:
+        h = line.split("`")[1]
+        i, n = parse_shard(line.rsplit("--shard ", 1)[1].rstrip("`"))
+        assert n == len(cells) and [c.hash for c in shard_cells(cells, i, n)] == [h]
+        assert line.startswith(f"- `{h}` ") and "`dece run configs/g.yaml --shard" in line
+    assert {ln.split("`")[1] for ln in lines} == {c.hash for c in cells} - done
+    subset = cells[4:7]
+    assert [ln.split("`")[1] for ln in pending_commands(cells, done, "g", subset=subset)] == [
+        cells[4].hash, cells[6].hash]  # fmt: skip

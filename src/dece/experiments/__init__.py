@@ -12,7 +12,14 @@ Plots live in :mod:`dece.experiments.plots`, the demo in :mod:`dece.experiments.
 
 from dece.experiments.axes import AXES, Axis, DefenseSpec
 from dece.experiments.config import AttackSpec, ConfigError, GridConfig, LossSpec, load_grid_config
-from dece.experiments.grid import Cell, cell_hash, expand_grid, parse_shard, shard_cells
+from dece.experiments.grid import (
+    Cell,
+    cell_hash,
+    expand_grid,
+    parse_shard,
+    pending_commands,
+    shard_cells,
+)
 from dece.experiments.report import Report, write_report
 from dece.experiments.results import ResultRow, find_unfinished, load_results
 from dece.experiments.runner import GridRunSummary, build_train_config, run_grid, train_cell
@@ -40,6 +47,7 @@ __all__ = [
     "load_grid_config",
     "load_results",
     "parse_shard",
+    "pending_commands",
     "run_grid",
     "shard_cells",
     "train_cell",

@@ -18,13 +18,14 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from dece.experiments.axes import AXES, UNDEFENDED, ConfigError, DefenseSpec, LossSpec
 from dece.experiments.config import GridConfig
 
-__all__ = ["Cell", "cell_hash", "expand_grid", "parse_shard", "shard_cells"]
+__all__ = ["Cell", "cell_hash", "expand_grid", "parse_shard", "pending_commands", "shard_cells"]
 
 HASH_LENGTH = 12
 PARENT_LOSS = LossSpec("ce", {}, "CE")  # the model a victim-reading filter scores data with
@@ -158,3 +159,24 @@ def shard_cells(cells: list[Cell], index: int, count: int) -> list[Cell]:
             f"shard index {index} / count {count}: need count >= 1, 0 <= index < count"
         )
     return cells[index::count]
+
+
+def pending_commands(
+    cells: Sequence[Cell], done: Collection[str], config: str, *, subset: Sequence[Cell] | None = None
+) -> list[str]:
+    """One markdown bullet per cell of ``subset`` (default: all ``cells``, the whole grid of the
+    config file ``config``) whose hash is not in ``done``: its hash, labels and the command that
+    runs it alone, ``dece run <config> --shard i/n`` with ``n = len(cells)`` (shard ``i`` of a
+    grid of ``n`` cells is exactly cell ``i``: :func:`shard_cells`)."""
+    index = {c.hash: i for i, c in enumerate(cells)}
+    out = []
+    for cell in cells if subset is None else subset:
+        if cell.hash in done:
+            continue
+        labels = cell.labels()
+        defense = f" w. {labels['defense']}" if labels.get("defense") else ""
+        out.append(
+            f"- `{cell.hash}` {labels['attack']} {labels['rate']} {labels['loss']}{defense} seed "
+            f"{labels['seed']}: `dece run {config} --shard {index[cell.hash]}/{len(cells)}`"
+        )
+    return out
