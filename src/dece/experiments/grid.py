@@ -162,7 +162,11 @@ def shard_cells(cells: list[Cell], index: int, count: int) -> list[Cell]:
 
 
 def pending_commands(
-    cells: Sequence[Cell], done: Collection[str], config: str, *, subset: Sequence[Cell] | None = None
+    cells: Sequence[Cell],
+    done: Collection[str],
+    config: str,
+    *,
+    subset: Sequence[Cell] | None = None,
 ) -> list[str]:
     """One markdown bullet per cell of ``subset`` (default: all ``cells``, the whole grid of the
     config file ``config``) whose hash is not in ``done``: its hash, labels and the command that
