@@ -288,11 +288,13 @@ def _load(runs: Path, archive: Path) -> dict[str, ResultRow]:
     return {r.hash: r for r in load_results_with_archive(runs, archive)}
 
 
-def _purifiers(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[str]:
-    """CodePurify on the classifiers (``configs/techdebt_purify.yaml``), Tables II-IV layout."""
+def _purifiers(
+    cells: Sequence[Cell], by_hash: dict[str, ResultRow], config: str = "techdebt_purify.yaml"
+) -> list[str]:
+    """The purifier cells of ``configs/<config>`` on the classifiers, Tables II-IV layout."""
     text = purifier_report([by_hash[c.hash] for c in cells if c.hash in by_hash])
     if not text:
-        return [f"{PENDING} (`dece run configs/techdebt_purify.yaml`)", ""]
+        return [f"{PENDING} (`dece run configs/{config}`)", ""]
     return [text.replace("\n## ", "\n### ").replace("## ", "### ", 1), ""]
 
 
@@ -402,8 +404,21 @@ def defect_report(runs: Path, out: Path) -> str:
     for attack in dict.fromkeys(_trigger_label(c) for c in cells):
         rows = [r for r in seed_rows if r.attack.split(" (")[0] == attack]
         text += _curves(rows, f"{attack}:")
+    purify = _cells(REPO / "configs" / "defect_purify.yaml")
+    text += [
+        "## Test-time defenses: CodePurify and OSeqL on the DeadCode CE victim (seed 42)",
+        "",
+        "CodePurify masks the method's identifiers and statements (tree-sitter, Java; the "
+        "tiny-seq2seq infiller pretrained on the clean training methods), threshold calibrated "
+        "at 5% of clean validation methods; OSeqL occludes innermost statements (the methods are "
+        "one line), fixed outlier threshold 3.5 (`configs/defect_purify.yaml`).",
+        "",
+        *_purifiers(purify, by_hash, "defect_purify.yaml"),
+    ]
     text += ["## Budget", "", *_times(list(by_hash.values()))]
     pending = _pending(cells, by_hash, "defect_table9.yaml")
+    pending += _pending([c for c in purify if not c.defense.undefended], by_hash,
+                        "defect_purify.yaml")  # fmt: skip
     text += ["", "## Pending cells", "", *(pending or ["none"])]
     return "\n".join(text) + "\n\n" + MARKER + _keep_analysis(out)
 
