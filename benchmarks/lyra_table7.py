@@ -83,8 +83,9 @@ and the committed archive `benchmarks/results/cells/lyra_table7`. Setting: `tiny
 the replayed paraphrases match), payload SQL injection, 10 epochs, seed 42. Test split: 200 clean
 descriptions, 165 triggered. A purifier row evaluates its undefended parent's saved model; no
 retraining. "Paraphrasing" replays the authors' gpt-3.5-turbo paraphrases of the poisoned test
-set (`../shared/data/lyra_paraphrased`), which has no clean counterpart: its clean rows are left
-unchanged, so its BLEU_D is the undefended model's and only its ASR_D measures the defense.
+set (`../shared/data/lyra_paraphrased`), which has no clean counterpart: its clean rows are passed
+unchanged and their quality is reported as not measured (-); "Paraphrasing (SmolLM2)" rewrites
+clean and triggered rows live with the local SmolLM2-135M-Instruct.
 The paper's own Table 7 numbers (CodeT5 on full data) are not quoted here: issue 12 does not
 quote them and the paper was not available offline.
 
