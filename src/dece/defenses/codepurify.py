@@ -450,8 +450,7 @@ class CodePurify(Purifier):
             purified.append(new_ex)
             changes.append(edits)
         info = {
-            "threshold": self._threshold, "thresholds_by_prediction": dict(self._by_prediction),
-            "normalisation": self.normalisation,
+            "threshold": self._threshold, "normalisation": self.normalisation,
             "score": self.score, "level": self.level, "detect": self.detect,
             "n_detected": int(detected.sum()), "entropy": entropy.tolist(),
             "n_elements": [len(a.elements) for a in analysed], "top_spans": tops,
@@ -460,6 +459,8 @@ class CodePurify(Purifier):
             "infiller_calls": infiller.calls - fill_calls,
             "infiller_s": infiller.seconds - fill_s, "prepare_s": self._prepare_s,
         }  # fmt: skip
+        if self._by_prediction:
+            info["thresholds_by_prediction"] = dict(self._by_prediction)
         result = PurifyResult(purified, detected, -entropy, changes, time.perf_counter() - t0,
                               info)  # fmt: skip
         return result, analysed

@@ -221,7 +221,7 @@ def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
         out["clean_not_measured"] = True
     info = (clean or pois).info if (clean or pois) is not None else {}
     for key in _PURIFIER_SETTINGS:
-        if key in info and info[key] != {}:
+        if key in info:
             out[f"purify_{key}"] = info[key]
     return out
 
