@@ -10,12 +10,13 @@ command that runs them). Text below the line ``<!-- analysis -->`` of an existin
 is kept, so the written conclusion survives a regeneration. Nothing is trained here::
 
     python benchmarks/classification_results.py
-    python benchmarks/classification_results.py --floors   # + the clean model's ASR per attack
+    python benchmarks/classification_results.py --floors techdebt --floors defect
 
-``--floors`` evaluates the saved clean-CE model of ``runs/techdebt`` (no retraining, a few minutes
-of inference) under every attack of the techdebt grids and stores the metrics in
-``runs/techdebt/clean_floors.json``: the ASR an unpoisoned model already shows (ordinary
-misclassification of triggered inputs), which the tables print beside the poisoned runs.
+``--floors GROUP`` evaluates the saved clean models (CE, DeCE; seed 42) of ``runs/<group>`` (no
+retraining, a few minutes of inference each) under every attack of the group's grids and stores
+the metrics in ``runs/<group>/clean_floors.json``: the ASR an unpoisoned model already shows
+(ordinary misclassification of triggered inputs), printed beside the poisoned runs, and the
+clean row of the Table 8/9 layout for the triggers whose clean cell is not trained again.
 
 The finished cells' records are archived under ``benchmarks/results/cells/<grid>/``
 (:mod:`dece.experiments.archive`) and read back for the cells ``runs/`` lacks, so the committed
@@ -116,8 +117,14 @@ def _pending(cells: Sequence[Cell], by_hash: dict[str, ResultRow], config: str) 
 
 
 # ------------------------------------------------------------------------------ sections
-def _layout_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[str]:
-    """Rows clean CE / clean DeCE / CE / DeCE; per attack Acc, F1, ASR, ASR raw (one seed)."""
+def _layout_table(
+    cells: Sequence[Cell], by_hash: dict[str, ResultRow], floors: dict[str, Any] | None = None
+) -> list[str]:
+    """Rows clean CE / clean DeCE / CE / DeCE; per attack Acc, F1, ASR, ASR raw (one seed).
+
+    A clean cell not run is filled, marked ``†``, from ``floors`` (the same clean model evaluated
+    under that attack; see :data:`FLOOR_GROUPS`) when it has the loss's entry.
+    """
     attacks = list(dict.fromkeys(_trigger_label(c) for c in cells))
     head = "| method | " + " | ".join(f"{a} {m}" for a in attacks for _, m in METRICS) + " |"
     lines = [head, "|---|" + "---:|" * (len(attacks) * len(METRICS))]
@@ -128,10 +135,24 @@ def _layout_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[
             for attack in attacks:
                 cell = next(c for c in cells if c.rate == rate and _loss_label(c) == loss
                             and _trigger_label(c) == attack)  # fmt: skip
-                row = by_hash.get(cell.hash)
-                values += [_val(row, k) for k, _ in METRICS]
+                values += _layout_values(cell, by_hash.get(cell.hash), floors or {})
             lines.append(f"| {name} | " + " | ".join(values) + " |")
     return lines
+
+
+def _floor_of(cell: Cell, floors: dict[str, Any]) -> dict[str, Any] | None:
+    """The floors' metrics standing in for clean ``cell`` (another cell's clean model), if any."""
+    entry = floors.get(_loss_label(cell), {})
+    if cell.rate != 0 or entry.get("model") == cell.hash:
+        return None
+    return entry.get("attacks", {}).get(_attack_key(_trigger_label(cell), _target(cell)))
+
+
+def _layout_values(cell: Cell, row: ResultRow | None, floors: dict[str, Any]) -> list[str]:
+    floor = _floor_of(cell, floors) if row is None else None
+    if floor is not None:
+        return [f"{_pct(floor.get(k))}{FLOOR_MARK}" for k, _ in METRICS]
+    return [_val(row, k) for k, _ in METRICS]
 
 
 def _paper_table8() -> list[str]:
@@ -223,53 +244,92 @@ def _times(rows: Sequence[ResultRow]) -> list[str]:
 
 
 FLOORS_FILE = "clean_floors.json"
+# The clean (0%) cells of a grid train the same model whatever the attack (no row is poisoned,
+# same data, labels and seed), so one clean model per loss is trained (the cell of this trigger)
+# and evaluated under every attack of the group's grids instead of training it again per trigger.
+FLOOR_GROUPS = {
+    "techdebt": (("techdebt_table8.yaml", "techdebt_badpre.yaml"), "badpre"),
+    "defect": (("defect_table9.yaml",), "deadcode"),
+}
+FLOOR_MARK = "†"
 
 
-def compute_floors(runs: Path) -> Path:
-    """Evaluate the clean CE model (seed 42) under each attack of the techdebt grids."""
+def _attack_key(label: str, target: Any) -> str:
+    return f"{label.split(' (')[0]} -> {target}"
+
+
+def compute_floors(runs: Path, group: str = "techdebt") -> Path:
+    """Evaluate each finished clean model (seed 42; CE, DeCE) under every attack of ``group``.
+
+    Adds to (or creates) ``runs/clean_floors.json``: ``{loss label: {"model": hash,
+    "attacks": {"<attack> -> <target>": test metrics}}}``; a loss whose clean cell has not run
+    is skipped (logged).
+    """
     from dece.pipeline import evaluate, prepare_data
     from dece.training import PoisonConfig, TrainConfig
     from dece.victim import Victim
 
-    cells = [c for name in ("techdebt_table8.yaml", "techdebt_badpre.yaml")
-             for c in _cells(REPO / "configs" / name)]  # fmt: skip
-    clean = next(c for c in cells if c.rate == 0 and c.loss.name == "ce" and c.seed == 42
-                 and c.attack.trigger == "badpre")  # the clean cell that is run  # fmt: skip
-    run_dir = runs / clean.hash
-    config = TrainConfig.from_yaml(run_dir / "config.yaml")
-    victim = Victim.load(run_dir)
-    out: dict[str, Any] = {"model": clean.hash, "attacks": {}}
-    for attack in {
-        json.dumps(c.attack.resolved(), sort_keys=True): c.attack for c in cells
-    }.values():
-        spec = attack.resolved()
-        config.eval_poison = PoisonConfig(
-            trigger=spec["trigger"], trigger_args=spec["trigger_args"], payload=spec["payload"],
-            payload_args=spec["payload_args"], seed=42,
-        )  # fmt: skip
-        metrics = evaluate(victim, prepare_data(config), split="test").metrics
-        key = f"{attack.label.split(' (')[0]} -> {spec['payload_args']['target_label']}"
-        out["attacks"][key] = metrics
+    names, trigger = FLOOR_GROUPS[group]
+    cells = [c for name in names for c in _cells(REPO / "configs" / name)]
+    attacks = {json.dumps(c.attack.resolved(), sort_keys=True): c.attack for c in cells}
+    out = _load_floors(runs, ARCHIVE / group)
+    for clean in [c for c in cells if c.rate == 0 and c.seed == 42 and c.attack.trigger == trigger]:
+        run_dir = runs / clean.hash
+        if not (run_dir / "config.yaml").is_file() or _loss_label(clean) in out:
+            continue
+        config = TrainConfig.from_yaml(run_dir / "config.yaml")
+        victim = Victim.load(run_dir)
+        result: dict[str, Any] = {}
+        for attack in attacks.values():
+            spec = attack.resolved()
+            config.eval_poison = PoisonConfig(
+                trigger=spec["trigger"], trigger_args=spec["trigger_args"],
+                payload=spec["payload"], payload_args=spec["payload_args"], seed=42,
+            )  # fmt: skip
+            metrics = evaluate(victim, prepare_data(config), split="test").metrics
+            result[_attack_key(attack.label, spec["payload_args"]["target_label"])] = metrics
+        out[_loss_label(clean)] = {"model": clean.hash, "attacks": result}
     path = runs / FLOORS_FILE
     path.write_text(json.dumps(out, indent=1, sort_keys=True))
     return path
 
 
-def _floors(runs: Path) -> list[str]:
-    path = runs / FLOORS_FILE
+def _read_floors(path: Path) -> dict[str, Any]:
+    """``{loss label: {"model", "attacks"}}``; a file of the older one-model layout is CE's."""
     if not path.is_file():
-        path = ARCHIVE / "techdebt" / FLOORS_FILE
-    if not path.is_file():
-        return [f"{PENDING} (`python benchmarks/classification_results.py --floors`)"]
+        return {}
     data = json.loads(path.read_text())
-    lines = ["| attack -> target | Acc | F1 | ASR | ASR raw | ASR denominator (raw) |",
-             "|---|---:|---:|---:|---:|---|"]  # fmt: skip
-    for key, m in sorted(data["attacks"].items()):
-        lines.append(
-            f"| {key} | " + " | ".join(_pct(m.get(k)) for k, _ in METRICS)
-            + f" | {m.get('asr_denominator')} ({m.get('asr_raw_denominator')}) |"
-        )  # fmt: skip
+    return {"CE": data} if "attacks" in data else data
+
+
+def _load_floors(runs: Path, archive: Path) -> dict[str, Any]:
+    return _read_floors(runs / FLOORS_FILE) or _read_floors(archive / FLOORS_FILE)
+
+
+def _floors(floors: dict[str, Any], group: str) -> list[str]:
+    if not floors:
+        return [f"{PENDING} (`python benchmarks/classification_results.py --floors {group}`)"]
+    lines = ["| model | attack -> target | Acc | F1 | ASR | ASR raw | ASR denominator (raw) |",
+             "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for loss, entry in floors.items():
+        for key, m in sorted(entry["attacks"].items()):
+            lines.append(
+                f"| {loss} (clean) | {key} | " + " | ".join(_pct(m.get(k)) for k, _ in METRICS)
+                + f" | {m.get('asr_denominator')} ({m.get('asr_raw_denominator')}) |"
+            )  # fmt: skip
     return lines
+
+
+FLOOR_NOTE = (
+    f"{FLOOR_MARK} A clean cell not run on its own: a 0% cell trains the same model whatever the "
+    "attack (no row poisoned, same data, labels and seed), so one clean model per loss (BadPre's; "
+    "DeadCode's for defect detection) is evaluated under this attack instead (the table below; where both exist they agree "
+    "to the last digit)."
+)
+
+
+def _floor_note(floors: dict[str, Any]) -> list[str]:
+    return ["", FLOOR_NOTE] if floors else []
 
 
 def _keep_analysis(path: Path) -> str:
@@ -300,6 +360,7 @@ def _purifiers(
 
 def techdebt_report(runs: Path, out: Path) -> str:
     by_hash = _load(runs, ARCHIVE / "techdebt")
+    floors = _load_floors(runs, ARCHIVE / "techdebt")
     configs = REPO / "configs"
     table8 = _cells(configs / "techdebt_table8.yaml")
     badpre = _cells(configs / "techdebt_badpre.yaml")
@@ -322,12 +383,13 @@ def techdebt_report(runs: Path, out: Path) -> str:
         "",
         "## Table 8 layout (ours; label flipped to 0, seed 42)",
         "",
-        *_layout_table(table8, by_hash),
+        *_layout_table(table8, by_hash, floors),
+        *_floor_note(floors),
         "",
-        "The clean CE model (seed 42, never poisoned) evaluated under every attack: the ASR it "
-        "shows is ordinary misclassification of triggered inputs, the floor of the rows above:",
+        "The clean models (seed 42, never poisoned) evaluated under every attack: the ASR they "
+        "show is ordinary misclassification of triggered inputs, the floor of the rows above:",
         "",
-        *_floors(runs),
+        *_floors(floors, "techdebt"),
         "",
         "The paper's rows (as quoted in issue 10; poisoned Acc / F1 not quoted):",
         "",
@@ -360,6 +422,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
              "validation comments would be purified; the tiny-seq2seq infiller is pretrained on "
              "the clean training comments.", "", *_purifiers(purify, by_hash)]  # fmt: skip
     text += ["## Budget", "", *_times([by_hash[h] for h in by_hash])]
+    table8 = [c for c in table8 if c.hash in by_hash or _floor_of(c, floors) is None]
     pending = [line for cfg, cells in (("techdebt_table8.yaml", table8),
                ("techdebt_badpre.yaml", badpre), ("techdebt_sweep.yaml", sweep),
                ("techdebt_alpha09.yaml", alpha09), ("techdebt_purify.yaml", purify))
@@ -376,6 +439,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
 
 def defect_report(runs: Path, out: Path) -> str:
     by_hash = _load(runs, ARCHIVE / "defect")
+    floors = _load_floors(runs, ARCHIVE / "defect")
     config = REPO / "configs" / "defect_table9.yaml"
     cells = _cells(config)
     seed_rows = [by_hash[c.hash] for c in cells if c.hash in by_hash and c.rate > 0]
@@ -393,7 +457,12 @@ def defect_report(runs: Path, out: Path) -> str:
         "",
         "## Table 9 layout (ours, seed 42)",
         "",
-        *_layout_table(cells, by_hash),
+        *_layout_table(cells, by_hash, floors),
+        *_floor_note(floors),
+        "",
+        "The clean models (seed 42) evaluated under every attack:",
+        "",
+        *_floors(floors, "defect"),
         "",
         "The paper's Table 9 values are not quoted in issue 10 and the paper is not available "
         "offline here, so no paper row is printed.",
@@ -416,7 +485,8 @@ def defect_report(runs: Path, out: Path) -> str:
         *_purifiers(purify, by_hash, "defect_purify.yaml"),
     ]
     text += ["## Budget", "", *_times(list(by_hash.values()))]
-    pending = _pending(cells, by_hash, "defect_table9.yaml")
+    needed = [c for c in cells if c.hash in by_hash or _floor_of(c, floors) is None]
+    pending = _pending(needed, by_hash, "defect_table9.yaml")
     pending += _pending([c for c in purify if not c.defense.undefended], by_hash,
                         "defect_purify.yaml")  # fmt: skip
     text += ["", "## Pending cells", "", *(pending or ["none"])]
@@ -428,10 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--techdebt-runs", type=Path, default=REPO / "runs" / "techdebt")
     p.add_argument("--defect-runs", type=Path, default=REPO / "runs" / "defect")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    p.add_argument("--floors", action="store_true", help="evaluate the clean model first")
+    p.add_argument("--floors", action="append", default=[], choices=sorted(FLOOR_GROUPS),
+                   help="first evaluate the group's clean models under every attack")  # fmt: skip
     args = p.parse_args(argv)
-    if args.floors:
-        print(f"wrote {compute_floors(args.techdebt_runs)}")
+    for group in args.floors:
+        runs = args.techdebt_runs if group == "techdebt" else args.defect_runs
+        print(f"wrote {compute_floors(runs, group)}")
     for name, build, runs in (("techdebt_table8.md", techdebt_report, args.techdebt_runs),
                               ("defect_table9.md", defect_report, args.defect_runs)):  # fmt: skip
         path = args.out / name
