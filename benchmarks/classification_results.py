@@ -248,8 +248,8 @@ FLOORS_FILE = "clean_floors.json"
 # same data, labels and seed), so one clean model per loss is trained (the cell of this trigger)
 # and evaluated under every attack of the group's grids instead of training it again per trigger.
 FLOOR_GROUPS = {
-    "techdebt": (("techdebt_table8.yaml", "techdebt_badpre.yaml"), "badpre"),
-    "defect": (("defect_table9.yaml",), "deadcode"),
+    "techdebt": (("techdebt_table8.yaml", "techdebt_badpre.yaml"), "badpre", "BadPre"),
+    "defect": (("defect_table9.yaml",), "deadcode", "DeadCode"),
 }
 FLOOR_MARK = "†"
 
@@ -269,7 +269,7 @@ def compute_floors(runs: Path, group: str = "techdebt") -> Path:
     from dece.training import PoisonConfig, TrainConfig
     from dece.victim import Victim
 
-    names, trigger = FLOOR_GROUPS[group]
+    names, trigger, _ = FLOOR_GROUPS[group]
     cells = [c for name in names for c in _cells(REPO / "configs" / name)]
     attacks = {json.dumps(c.attack.resolved(), sort_keys=True): c.attack for c in cells}
     out = _load_floors(runs, ARCHIVE / group)
@@ -320,16 +320,13 @@ def _floors(floors: dict[str, Any], group: str) -> list[str]:
     return lines
 
 
-FLOOR_NOTE = (
-    f"{FLOOR_MARK} A clean cell not run on its own: a 0% cell trains the same model whatever the "
-    "attack (no row poisoned, same data, labels and seed), so one clean model per loss (BadPre's; "
-    "DeadCode's for defect detection) is evaluated under this attack instead (the table below; where both exist they agree "
-    "to the last digit)."
-)
-
-
-def _floor_note(floors: dict[str, Any]) -> list[str]:
-    return ["", FLOOR_NOTE] if floors else []
+def _floor_note(floors: dict[str, Any], group: str) -> list[str]:
+    return ["", (
+        f"{FLOOR_MARK} A clean cell not run on its own: a 0% cell trains the same model whatever "
+        "the attack (no row poisoned, same data, labels and seed), so one clean model per loss "
+        f"(the {FLOOR_GROUPS[group][2]} cell's) is evaluated under this attack instead (the table "
+        "below; where both exist they agree to the last digit)."
+    )] if floors else []  # fmt: skip
 
 
 def _keep_analysis(path: Path) -> str:
@@ -384,7 +381,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
         "## Table 8 layout (ours; label flipped to 0, seed 42)",
         "",
         *_layout_table(table8, by_hash, floors),
-        *_floor_note(floors),
+        *_floor_note(floors, "techdebt"),
         "",
         "The clean models (seed 42, never poisoned) evaluated under every attack: the ASR they "
         "show is ordinary misclassification of triggered inputs, the floor of the rows above:",
@@ -458,7 +455,7 @@ def defect_report(runs: Path, out: Path) -> str:
         "## Table 9 layout (ours, seed 42)",
         "",
         *_layout_table(cells, by_hash, floors),
-        *_floor_note(floors),
+        *_floor_note(floors, "defect"),
         "",
         "The clean models (seed 42) evaluated under every attack:",
         "",
