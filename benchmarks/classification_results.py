@@ -37,6 +37,7 @@ from typing import Any
 from dece.experiments import expand_grid, load_grid_config, pending_commands
 from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.grid import Cell
+from dece.experiments.plots import plot_early_learning
 from dece.experiments.purifier_tables import purifier_report
 from dece.experiments.results import ResultRow
 
@@ -244,6 +245,7 @@ def _times(rows: Sequence[ResultRow]) -> list[str]:
 
 
 FLOORS_FILE = "clean_floors.json"
+PLOT = "techdebt_early_learning.png"
 # The clean (0%) cells of a grid train the same model whatever the attack (no row is poisoned,
 # same data, labels and seed), so one clean model per loss is trained (the cell of this trigger)
 # and evaluated under every attack of the group's grids instead of training it again per trigger.
@@ -406,10 +408,13 @@ def techdebt_report(runs: Path, out: Path) -> str:
         "",
         "## Per-epoch validation curves (BadPre, seed 42)",
         "",
-        "`dece report runs/techdebt` draws them (early_learning.png: accuracy, F1, and ASR with "
-        "the raw ASR dashed, CE and DeCE on one plot).",
+        f"![per-epoch curves]({PLOT}): accuracy, F1, and ASR with the raw ASR dashed; CE, DeCE and "
+        "DeCE alpha 0.95 (flip to 0) on one plot per direction (`dece report runs/techdebt` draws "
+        "the same from the run directories).",
         "",
     ]
+    curves = [c for c in seed42 + alpha09 if c.seed == 42 and c.loss.args.get("alpha_base") != 0.9]
+    plot_early_learning([by_hash[c.hash] for c in curves if c.hash in by_hash], out.parent / PLOT)
     for target in ("0", "1"):
         rows = [by_hash[c.hash] for c in seed42 if _target(c) == target and c.hash in by_hash]
         text += _curves(rows, f"Flip to {target}:")
