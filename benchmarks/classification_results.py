@@ -27,12 +27,20 @@ from the committed tables (their ``final`` says so, with 2-decimal percentages a
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from classification_floors import (
+    FLOOR_GROUPS,
+    FLOOR_MARK,
+    FLOORS_FILE,
+    attack_key,
+    compute_floors,
+    load_floors,
+)
 
 from dece.experiments import expand_grid, load_grid_config, pending_commands
 from dece.experiments.archive import archive_cells, load_results_with_archive
@@ -146,7 +154,7 @@ def _floor_of(cell: Cell, floors: dict[str, Any]) -> dict[str, Any] | None:
     entry = floors.get(_loss_label(cell), {})
     if cell.rate != 0 or entry.get("model") == cell.hash:
         return None
-    return entry.get("attacks", {}).get(_attack_key(_trigger_label(cell), _target(cell)))
+    return entry.get("attacks", {}).get(attack_key(_trigger_label(cell), _target(cell)))
 
 
 def _layout_values(cell: Cell, row: ResultRow | None, floors: dict[str, Any]) -> list[str]:
@@ -244,68 +252,7 @@ def _times(rows: Sequence[ResultRow]) -> list[str]:
     ]  # fmt: skip
 
 
-FLOORS_FILE = "clean_floors.json"
 PLOT = "techdebt_early_learning.png"
-# The clean (0%) cells of a grid train the same model whatever the attack (no row is poisoned,
-# same data, labels and seed), so one clean model per loss is trained (the cell of this trigger)
-# and evaluated under every attack of the group's grids instead of training it again per trigger.
-FLOOR_GROUPS = {
-    "techdebt": (("techdebt_table8.yaml", "techdebt_badpre.yaml"), "badpre", "BadPre"),
-    "defect": (("defect_table9.yaml",), "deadcode", "DeadCode"),
-}
-FLOOR_MARK = "†"
-
-
-def _attack_key(label: str, target: Any) -> str:
-    return f"{label.split(' (')[0]} -> {target}"
-
-
-def compute_floors(runs: Path, group: str = "techdebt") -> Path:
-    """Evaluate each finished clean model (seed 42; CE, DeCE) under every attack of ``group``.
-
-    Adds to (or creates) ``runs/clean_floors.json``: ``{loss label: {"model": hash,
-    "attacks": {"<attack> -> <target>": test metrics}}}``; a loss whose clean cell has not run
-    is skipped (logged).
-    """
-    from dece.pipeline import evaluate, prepare_data
-    from dece.training import PoisonConfig, TrainConfig
-    from dece.victim import Victim
-
-    names, trigger, _ = FLOOR_GROUPS[group]
-    cells = [c for name in names for c in _cells(REPO / "configs" / name)]
-    attacks = {json.dumps(c.attack.resolved(), sort_keys=True): c.attack for c in cells}
-    out = _load_floors(runs, ARCHIVE / group)
-    for clean in [c for c in cells if c.rate == 0 and c.seed == 42 and c.attack.trigger == trigger]:
-        run_dir = runs / clean.hash
-        if not (run_dir / "config.yaml").is_file() or _loss_label(clean) in out:
-            continue
-        config = TrainConfig.from_yaml(run_dir / "config.yaml")
-        victim = Victim.load(run_dir)
-        result: dict[str, Any] = {}
-        for attack in attacks.values():
-            spec = attack.resolved()
-            config.eval_poison = PoisonConfig(
-                trigger=spec["trigger"], trigger_args=spec["trigger_args"],
-                payload=spec["payload"], payload_args=spec["payload_args"], seed=42,
-            )  # fmt: skip
-            metrics = evaluate(victim, prepare_data(config), split="test").metrics
-            result[_attack_key(attack.label, spec["payload_args"]["target_label"])] = metrics
-        out[_loss_label(clean)] = {"model": clean.hash, "attacks": result}
-    path = runs / FLOORS_FILE
-    path.write_text(json.dumps(out, indent=1, sort_keys=True))
-    return path
-
-
-def _read_floors(path: Path) -> dict[str, Any]:
-    """``{loss label: {"model", "attacks"}}``; a file of the older one-model layout is CE's."""
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    return {"CE": data} if "attacks" in data else data
-
-
-def _load_floors(runs: Path, archive: Path) -> dict[str, Any]:
-    return _read_floors(runs / FLOORS_FILE) or _read_floors(archive / FLOORS_FILE)
 
 
 def _floors(floors: dict[str, Any], group: str) -> list[str]:
@@ -359,7 +306,7 @@ def _purifiers(
 
 def techdebt_report(runs: Path, out: Path) -> str:
     by_hash = _load(runs, ARCHIVE / "techdebt")
-    floors = _load_floors(runs, ARCHIVE / "techdebt")
+    floors = load_floors(runs, ARCHIVE / "techdebt")
     configs = REPO / "configs"
     table8 = _cells(configs / "techdebt_table8.yaml")
     badpre = _cells(configs / "techdebt_badpre.yaml")
@@ -441,7 +388,7 @@ def techdebt_report(runs: Path, out: Path) -> str:
 
 def defect_report(runs: Path, out: Path) -> str:
     by_hash = _load(runs, ARCHIVE / "defect")
-    floors = _load_floors(runs, ARCHIVE / "defect")
+    floors = load_floors(runs, ARCHIVE / "defect")
     config = REPO / "configs" / "defect_table9.yaml"
     cells = _cells(config)
     seed_rows = [by_hash[c.hash] for c in cells if c.hash in by_hash and c.rate > 0]
@@ -505,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for group in args.floors:
         runs = args.techdebt_runs if group == "techdebt" else args.defect_runs
-        print(f"wrote {compute_floors(runs, group)}")
+        print(f"wrote {compute_floors(runs, ARCHIVE / group, group)}")
     for name, build, runs in (("techdebt_table8.md", techdebt_report, args.techdebt_runs),
                               ("defect_table9.md", defect_report, args.defect_runs)):  # fmt: skip
         path = args.out / name
