@@ -19,9 +19,7 @@ from dece.experiments import expand_grid, load_grid_config
 REPO = Path(__file__).resolve().parents[1]
 FLOORS_FILE = "clean_floors.json"
 logger = logging.getLogger(__name__)
-# The clean (0%) cells of a grid train the same model whatever the attack (no row is poisoned,
-# same data, labels and seed), so one clean model per loss is trained (the cell of this trigger)
-# and evaluated under every attack of the group's grids instead of training it again per trigger.
+# group -> (its grid configs, the trigger whose clean cells are trained, that trigger's label)
 FLOOR_GROUPS = {
     "techdebt": (("techdebt_table8.yaml", "techdebt_badpre.yaml"), "badpre", "BadPre"),
     "defect": (("defect_table9.yaml",), "deadcode", "DeadCode"),

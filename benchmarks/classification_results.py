@@ -120,9 +120,14 @@ def _setting(config: Path) -> str:
     )  # fmt: skip
 
 
-def _pending(cells: Sequence[Cell], by_hash: dict[str, ResultRow], config: str) -> list[str]:
+def _pending(
+    cells: Sequence[Cell], by_hash: dict[str, ResultRow], config: str, floors: dict[str, Any]
+) -> list[str]:
+    """The "run this cell alone" lines of ``cells`` not finished, less the clean cells that
+    ``floors`` stands in for (another cell's clean model evaluated under their attack)."""
+    needed = [c for c in cells if c.hash in by_hash or _floor_of(c, floors) is None]
     all_cells = _cells(REPO / "configs" / config)
-    return pending_commands(all_cells, by_hash, f"configs/{config}", subset=cells)
+    return pending_commands(all_cells, by_hash, f"configs/{config}", subset=needed)
 
 
 # ------------------------------------------------------------------------------ sections
@@ -371,11 +376,10 @@ def techdebt_report(runs: Path, out: Path) -> str:
              "validation comments would be purified; the tiny-seq2seq infiller is pretrained on "
              "the clean training comments.", "", *_purifiers(purify, by_hash)]  # fmt: skip
     text += ["## Budget", "", *_times([by_hash[h] for h in by_hash])]
-    table8 = [c for c in table8 if c.hash in by_hash or _floor_of(c, floors) is None]
     pending = [line for cfg, cells in (("techdebt_table8.yaml", table8),
                ("techdebt_badpre.yaml", badpre), ("techdebt_sweep.yaml", sweep),
                ("techdebt_alpha09.yaml", alpha09), ("techdebt_purify.yaml", purify))
-               for line in _pending(cells, by_hash, cfg)]  # fmt: skip
+               for line in _pending(cells, by_hash, cfg, floors)]  # fmt: skip
     seen: set[str] = set()  # a cell shared by two grids: listed once, under the first
     pending = [x for x in pending if not (x.split("`")[1] in seen or seen.add(x.split("`")[1]))]
     text += ["", "## Pending cells", ""]
@@ -434,10 +438,9 @@ def defect_report(runs: Path, out: Path) -> str:
         *_purifiers(purify, by_hash, "defect_purify.yaml"),
     ]
     text += ["## Budget", "", *_times(list(by_hash.values()))]
-    needed = [c for c in cells if c.hash in by_hash or _floor_of(c, floors) is None]
-    pending = _pending(needed, by_hash, "defect_table9.yaml")
+    pending = _pending(cells, by_hash, "defect_table9.yaml", floors)
     pending += _pending([c for c in purify if not c.defense.undefended], by_hash,
-                        "defect_purify.yaml")  # fmt: skip
+                        "defect_purify.yaml", floors)  # fmt: skip
     text += ["", "## Pending cells", "", *(pending or ["none"])]
     return "\n".join(text) + "\n\n" + MARKER + _keep_analysis(out)
 
