@@ -4,6 +4,8 @@ path (``model(...).logits`` then ``dece_loss`` / ``ce_loss``), and no logits are
 from __future__ import annotations
 
 import copy
+import socket
+import time
 
 import pytest
 import torch
@@ -216,14 +218,44 @@ def test_settings_and_refusals():
         fused_causal_lm_loss(lora_head, ids, mask, target, epoch=1.0)
 
 
-def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn_bounded(fn, args: tuple, nprocs: int, limit_s: float = 150.0) -> None:
+    """``torch.multiprocessing.spawn`` whose processes are killed after ``limit_s`` seconds, so
+    a hung rendezvous fails this test instead of keeping pytest (and CI) alive at exit."""
+    ctx = torch.multiprocessing.start_processes(
+        fn, args=args, nprocs=nprocs, join=False, daemon=True, start_method="spawn"
+    )
+    deadline = time.monotonic() + limit_s
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail(f"{nprocs} DDP processes did not finish within {limit_s:.0f} s")
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     """One DDP process: 2 SGD steps of the fused loss on its half of each global batch, the
-    loss divided by the global token count and multiplied by the world size (DDP averages)."""
+    loss divided by the global token count and multiplied by the world size (DDP averages).
+    Rendezvous over TCP on 127.0.0.1 (as ``torchrun --standalone``), every wait bounded."""
+    from datetime import timedelta
+
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=60),
+    )
     model = build(tiny_config(vocab_size=300, num_hidden_layers=1))
     ddp = DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -247,9 +279,8 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
 def test_ddp_wrapped_model_two_processes_equal_one(tmp_path):
     """The hook sits on the inner model's head while DDP's own forward runs: 2 gloo processes
     with half the batch each reach the weights of 1 process with the whole batch."""
-    spawn = torch.multiprocessing.spawn
-    spawn(_ddp_worker, args=(1, str(tmp_path / "i1"), str(tmp_path / "one.pt")), nprocs=1)
-    spawn(_ddp_worker, args=(2, str(tmp_path / "i2"), str(tmp_path / "two.pt")), nprocs=2)
+    _spawn_bounded(_ddp_worker, (1, _free_port(), str(tmp_path / "one.pt")), nprocs=1)
+    _spawn_bounded(_ddp_worker, (2, _free_port(), str(tmp_path / "two.pt")), nprocs=2)
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     start = build(tiny_config(vocab_size=300, num_hidden_layers=1)).state_dict()
     for k in one:
