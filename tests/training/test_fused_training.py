@@ -3,10 +3,15 @@ path (``model(...).logits`` then ``dece_loss`` / ``ce_loss``), and no logits are
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import socket
-import time
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from torch import nn
@@ -218,60 +223,33 @@ def test_settings_and_refusals():
         fused_causal_lm_loss(lora_head, ids, mask, target, epoch=1.0)
 
 
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+WORKER = Path(__file__).with_name("fused_ddp_worker.py")
 
 
-def _spawn_bounded(fn, args: tuple, nprocs: int, limit_s: float = 150.0) -> None:
-    """``torch.multiprocessing.spawn`` whose processes are killed after ``limit_s`` seconds, so
-    a hung rendezvous fails this test instead of keeping pytest (and CI) alive at exit."""
-    ctx = torch.multiprocessing.start_processes(
-        fn, args=args, nprocs=nprocs, join=False, daemon=True, start_method="spawn"
-    )
-    deadline = time.monotonic() + limit_s
-    while not ctx.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.kill()
-            pytest.fail(f"{nprocs} DDP processes did not finish within {limit_s:.0f} s")
-
-
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    """One DDP process: 2 SGD steps of the fused loss on its half of each global batch, the
-    loss divided by the global token count and multiplied by the world size (DDP averages).
-    Rendezvous over TCP on 127.0.0.1 (as ``torchrun --standalone``), every wait bounded."""
-    from datetime import timedelta
-
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
-    model = build(tiny_config(vocab_size=300, num_hidden_layers=1))
-    ddp = DistributedDataParallel(model)
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    for seed in range(2):
-        ids, mask, target = make_batch(300, b=4, seed=seed)
-        n_items = int((target != IGNORE).sum())
-        part = slice(rank * 4 // world, (rank + 1) * 4 // world)
-        opt.zero_grad()
-        out_ = fused_causal_lm_loss(
-            ddp, ids[part], mask[part], target[part], epoch=1.0, num_items_in_batch=n_items
-        )
-        (out_.loss * world).backward()
-        opt.step()
-    if rank == 0:
-        torch.save(model.state_dict(), out)
-    dist.destroy_process_group()
+def _torchrun(nprocs: int, out: Path, limit_s: float = 150.0) -> None:
+    """``torchrun --standalone`` on the worker, its output in a file beside OUT; after ``limit_s``
+    seconds torchrun and every process under it are killed, so a hung rendezvous fails this
+    test instead of outliving it (CI once hung at exit on spawned DDP children)."""
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun not installed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parent), env.get("PYTHONPATH", "")])
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [torchrun, "--standalone", "--nproc_per_node", str(nprocs), str(WORKER), str(out)]
+    log = out.with_suffix(".log")
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            tree = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
+            for p in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            psutil.wait_procs(tree, timeout=10)
+            pytest.fail(f"{cmd} did not finish within {limit_s:.0f} s\n{log.read_text()[-5000:]}")
+    assert proc.returncode == 0, f"{cmd}\n{log.read_text()[-5000:]}"
 
 
 @pytest.mark.distributed
@@ -279,8 +257,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 def test_ddp_wrapped_model_two_processes_equal_one(tmp_path):
     """The hook sits on the inner model's head while DDP's own forward runs: 2 gloo processes
     with half the batch each reach the weights of 1 process with the whole batch."""
-    _spawn_bounded(_ddp_worker, (1, _free_port(), str(tmp_path / "one.pt")), nprocs=1)
-    _spawn_bounded(_ddp_worker, (2, _free_port(), str(tmp_path / "two.pt")), nprocs=2)
+    _torchrun(1, tmp_path / "one.pt")
+    _torchrun(2, tmp_path / "two.pt")
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     start = build(tiny_config(vocab_size=300, num_hidden_layers=1)).state_dict()
     for k in one:
