@@ -201,6 +201,13 @@ def naturalness_orders(data: Path) -> str:
     return "\n".join(lines)
 
 
+def _mf_label(row: ResultRow) -> str:
+    """The defense's label with its recipe arguments, e.g. ``Moderate-fitting (r 8, ...)``."""
+    args = row.values["defense"].get("args") or {}
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(args.items()) if k != "target_modules")
+    return f"{row.label('defense')} ({shown})" if shown else row.label("defense")
+
+
 def mf_check(runs: Path, rows: list[ResultRow]) -> str:
     check = runs.parent / "lyra_defenses_mf_check"
     lines = ["| run | epoch | val BLEU | val ASR % | train loss |", "|---|---:|---:|---:|---:|"]
@@ -209,11 +216,14 @@ def mf_check(runs: Path, rows: list[ResultRow]) -> str:
         for h in ce.history[:3]:
             lines.append(f"| CE (full fine-tuning, lr 5e-4) | {h['epoch']} | {h['bleu']:.2f} | "
                          f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
-    if check.is_dir():
-        for r in load_results(check):
-            for h in r.history:
-                lines.append(f"| {r.label('defense')} | {h['epoch']} | {h['bleu']:.2f} | "
-                             f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
+    grid_mf = _find(rows, "ce", "moderate_fitting", "BadPre")
+    checked = ([grid_mf] if grid_mf is not None else []) + (
+        load_results(check) if check.is_dir() else []
+    )
+    for r in checked:
+        for h in r.history:
+            lines.append(f"| {_mf_label(r)} | {h['epoch']} | {h['bleu']:.2f} | "
+                         f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
 
