@@ -45,6 +45,7 @@ ATTACKS = ("BadPre", "RIPPLe")
 ROWS = (
     ("CE (undefended)", "ce", "undefended"), ("BKI", "ce", "bki"), ("In-trust", "in_trust", None),
     ("GCE", "gce", None), ("Moderate-fitting", "ce", "moderate_fitting"),
+    ("Moderate-fitting (scaled)", "ce", "moderate_fitting"),
     ("SS", "ce", "spectral"), ("AC", "ce", "activation_clustering"),
     ("Naturalness (KillBadCode)", "ce", "naturalness"), ("Dynamics (ours)", "ce", "dynamics"),
     ("DeCE", "dece", None),
@@ -53,13 +54,18 @@ CONFIGS = ("configs/lyra_defenses.yaml", "configs/lyra_defenses_losses.yaml",
            "configs/lyra_defenses_clean.yaml")  # fmt: skip
 
 
-def _find(rows: list[ResultRow], loss: str, defense: str | None, attack: str) -> ResultRow | None:
+def _find(
+    rows: list[ResultRow], loss: str, defense: str | None, attack: str, label: str | None = None
+) -> ResultRow | None:
+    """The poisoned cell of ``attack`` with this loss and defense (and defense label, if given:
+    the grid holds two Moderate-fitting recipes)."""
     for r in rows:
         if (
             r.rate > 0
             and r.loss == loss
             and r.attack == attack
             and (r.defense == (defense or "undefended"))
+            and (label is None or r.label("defense") == label)
         ):
             return r
     return None
@@ -84,8 +90,9 @@ def results_table(rows: list[ResultRow]) -> tuple[str, list[str]]:
         lines.append("| CE, clean data (reference) | " + " | ".join(vals * len(ATTACKS)) + " |")
     for label, loss, defense in ROWS:
         cells = []
+        by_label = label if defense == "moderate_fitting" else None
         for attack in ATTACKS:
-            r = _find(rows, loss, defense, attack)
+            r = _find(rows, loss, defense, attack, by_label)
             if r is None:
                 pending.append(f"{label} / {attack}")
                 cells += ["pending"] * 3
@@ -216,10 +223,8 @@ def mf_check(runs: Path, rows: list[ResultRow]) -> str:
         for h in ce.history[:3]:
             lines.append(f"| CE (full fine-tuning, lr 5e-4) | {h['epoch']} | {h['bleu']:.2f} | "
                          f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
-    grid_mf = _find(rows, "ce", "moderate_fitting", "BadPre")
-    checked = ([grid_mf] if grid_mf is not None else []) + (
-        load_results(check) if check.is_dir() else []
-    )
+    grid_mf = [r for r in rows if r.defense == "moderate_fitting" and r.attack == "BadPre"]
+    checked = grid_mf + (load_results(check) if check.is_dir() else [])
     for r in checked:
         for h in r.history:
             lines.append(f"| {_mf_label(r)} | {h['epoch']} | {h['bleu']:.2f} | "
