@@ -4,8 +4,8 @@ with the findings is ``benchmarks/results/lyra_defenses.md``).
 
 It trains nothing. It reads ``runs/lyra_defenses`` (result rows, filter records; the cells it
 lacks from the committed archive ``benchmarks/results/cells/lyra_defenses``, which it refreshes:
-:mod:`dece.experiments.archive`) and ``runs/lyra_defenses_mf_check``, and runs the cheap analyses
-that need no training:
+:mod:`dece.experiments.archive`) and ``runs/lyra_defenses_mf_check`` (archived beside it), and
+runs the cheap analyses that need no training:
 
 - the DeCE paper's Tables 4-6 layout (Lyra column): rows undefended CE, BKI, In-trust, GCE,
   Moderate-fitting, SS, AC, naturalness, dynamics, DeCE; per attack BLEU, CodeBLEU, ASR; rows
@@ -33,13 +33,14 @@ import numpy as np
 import torch
 import yaml
 
-from dece.experiments import AXES, load_results
+from dece.experiments import AXES
 from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.detection_table import format_detection_table, load_detection_rows
 from dece.experiments.results import ResultRow, find_unfinished
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "benchmarks" / "results" / "cells" / "lyra_defenses"
+ARCHIVE_MF = ARCHIVE.with_name("lyra_defenses_mf_check")
 ATTACKS = ("BadPre", "RIPPLe")
 # (row label, loss name, defense name) in the paper's row order
 ROWS = (
@@ -224,7 +225,9 @@ def mf_check(runs: Path, rows: list[ResultRow]) -> str:
             lines.append(f"| CE (full fine-tuning, lr 5e-4) | {h['epoch']} | {h['bleu']:.2f} | "
                          f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
     grid_mf = [r for r in rows if r.defense == "moderate_fitting" and r.attack == "BadPre"]
-    checked = grid_mf + (load_results(check) if check.is_dir() else [])
+    if check.is_dir():
+        archive_cells(check, ARCHIVE_MF)
+    checked = grid_mf + load_results_with_archive(check, ARCHIVE_MF)
     for r in checked:
         for h in r.history:
             lines.append(f"| {_mf_label(r)} | {h['epoch']} | {h['bleu']:.2f} | "
