@@ -290,7 +290,8 @@ def _load_from_dir(
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if task is None and any(
-        a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or []
+        a.endswith("ForSequenceClassification")
+        for a in getattr(config, "architectures", None) or []
     ):
         task = "classification"  # a fine-tuned classifier (e.g. a saved dece run)
     task = task or ("classification" if kind == "encoder" else kind)
