@@ -57,8 +57,10 @@ def _row(tmp_path: Path, name: str, loss: str, rate: float, attack: str = "BadPr
 def test_cells_for_the_figure(tmp_path):
     rows = [_row(tmp_path, "clean", "ce", 0.0), _row(tmp_path, "ce", "ce", 0.05),
             _row(tmp_path, "dece", "dece", 0.05), _row(tmp_path, "gce", "gce", 0.05),
-            _row(tmp_path, "ce_r", "ce", 0.05, "RIPPLe", model=False)]  # fmt: skip
-    (entry,) = _pick(rows)  # RIPPLe: its CE cell kept no model, so nothing to draw
+            _row(tmp_path, "ce_r", "ce", 0.05, "RIPPLe", model=False),
+            _row(tmp_path, "dece_r", "dece", 0.05, "RIPPLe")]  # fmt: skip
+    # RIPPLe: its CE cell kept no model, so nothing to draw (clean + DeCE alone is no figure)
+    (entry,) = _pick(rows)
     title, picked = entry
     assert title.startswith("BadPre") and [r.hash for _, r in picked] == ["clean", "ce", "dece"]
     assert [t for t, _ in picked] == ["CE, clean data", "CE, BadPre 5%", "DeCE, BadPre 5%"]

@@ -96,7 +96,8 @@ def _undefended(r: ResultRow) -> bool:
 
 
 def _pick(rows: Sequence[ResultRow]) -> list[tuple[str, list[tuple[str, ResultRow]]]]:
-    """Per (dataset, model, attack, rate): [(panel title, row)] for clean CE, CE, DeCE."""
+    """Per (dataset, model, attack, rate): [(panel title, row)] for clean CE, CE, DeCE; only the
+    groups whose poisoned CE cell kept its model (the victim the figure is about)."""
     out = []
     poisoned_ce = [r for r in rows if r.rate > 0 and r.loss == "ce" and _undefended(r)]
     for ce in poisoned_ce:
@@ -110,7 +111,7 @@ def _pick(rows: Sequence[ResultRow]) -> list[tuple[str, list[tuple[str, ResultRo
             (f"CE, {ce.attack} {100 * ce.rate:g}%", ce)
         ] + ([(f"DeCE, {ce.attack} {100 * ce.rate:g}%", dece[0])] if dece else [])  # fmt: skip
         picked = [(t, r) for t, r in picked if r.path is not None and (r.path / "model").is_dir()]
-        if len(picked) >= 2:
+        if len(picked) >= 2 and any(r is ce for _, r in picked):  # the CE victim is the figure
             out.append((f"{ce.attack} ({ce.dataset}, {ce.model})", picked))
     return out
 
