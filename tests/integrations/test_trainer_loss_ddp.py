@@ -5,9 +5,6 @@ batch; SGD, so a wrong loss normalisation shows), and both processes see epochs 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,25 +17,14 @@ pytestmark = pytest.mark.distributed
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parent), env.get("PYTHONPATH", "")])
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, (
-        f"{cmd}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}"
-    )
-
-
 @pytest.mark.timeout(300)
-def test_two_processes_with_accumulation_equal_one_process(tiny_dir, tmp_path):
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    if not Path(torchrun).exists():
-        pytest.skip("torchrun not installed")
+def test_two_processes_with_accumulation_equal_one_process(tiny_dir, tmp_path, torchrun, launch):
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, str(WORKER), str(tiny_dir), str(one), "8", "1"], tmp_path)
-    _run([torchrun, "--standalone", "--nproc_per_node", "2", str(WORKER), str(tiny_dir),
-          str(two), "2", "2"], tmp_path)  # fmt: skip
+    on_path = (WORKER.parent,)
+    launch([sys.executable, str(WORKER), str(tiny_dir), str(one), "8", "1"], tmp_path,
+           pythonpath=on_path)  # fmt: skip
+    launch([torchrun, "--standalone", "--nproc_per_node", "2", str(WORKER), str(tiny_dir),
+            str(two), "2", "2"], tmp_path, pythonpath=on_path)  # fmt: skip
     w_one = load_file(str(one / "model" / "model.safetensors"))
     w_two = load_file(str(two / "model" / "model.safetensors"))
     start = load_file(str(tiny_dir / "model.safetensors"))

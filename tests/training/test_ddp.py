@@ -4,9 +4,6 @@ MPI, and GPUs use `--multi_gpu`, which is torchrun underneath)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,20 +15,8 @@ from test_train_support import synthetic_texts, tiny_bart, tiny_tokenizer
 pytestmark = pytest.mark.distributed
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, (
-        f"{cmd}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}"
-    )
-
-
 @pytest.mark.timeout(300)
-def test_two_processes_reach_the_same_weights_as_one(tmp_path):
-    if shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists():
-        pytest.skip("torchrun not installed")
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+def test_two_processes_reach_the_same_weights_as_one(tmp_path, torchrun, launch):
     model_dir = tmp_path / "model"
     tok = tiny_tokenizer(synthetic_texts(16))
     tiny_bart(len(tok), dropout=0.0).save_pretrained(model_dir)  # no dropout: RNG-free steps
@@ -44,9 +29,9 @@ def test_two_processes_reach_the_same_weights_as_one(tmp_path):
         "generation_max_new_tokens=4", "codebleu=false", "use_cpu=true", "ddp_backend=gloo",
         "poison={rate: 0.1, seed: 1}",
     ]  # fmt: skip
-    _run([sys.executable, "-m", "dece.cli", "train", f"output_dir={tmp_path / 'one'}",
+    launch([sys.executable, "-m", "dece.cli", "train", f"output_dir={tmp_path / 'one'}",
           "batch_size=8", *common], tmp_path)  # fmt: skip
-    _run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "dece.cli", "train",
+    launch([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "dece.cli", "train",
           f"output_dir={tmp_path / 'two'}", "batch_size=4", *common], tmp_path)  # fmt: skip
     one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
@@ -61,7 +46,7 @@ def test_two_processes_reach_the_same_weights_as_one(tmp_path):
     accelerate = Path(sys.executable).parent / "accelerate"
     if not accelerate.exists():
         pytest.skip("accelerate's launcher not installed")
-    _run([str(accelerate), "launch", "--cpu", "--num_processes", "1", "-m", "dece.cli", "train",
+    launch([str(accelerate), "launch", "--cpu", "--num_processes", "1", "-m", "dece.cli", "train",
           f"output_dir={tmp_path / 'acc'}", "batch_size=8", *common], tmp_path)  # fmt: skip
     acc = load_file(str(tmp_path / "acc" / "model" / "model.safetensors"))
     for k in one:

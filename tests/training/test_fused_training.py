@@ -3,15 +3,9 @@ path (``model(...).logits`` then ``dece_loss`` / ``ce_loss``), and no logits are
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 from torch import nn
@@ -226,39 +220,14 @@ def test_settings_and_refusals():
 WORKER = Path(__file__).with_name("fused_ddp_worker.py")
 
 
-def _torchrun(nprocs: int, out: Path, limit_s: float = 150.0) -> None:
-    """``torchrun --standalone`` on the worker, its output in a file beside OUT; after ``limit_s``
-    seconds torchrun and every process under it are killed, so a hung rendezvous fails this
-    test instead of outliving it (CI once hung at exit on spawned DDP children)."""
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    if not Path(torchrun).exists():
-        pytest.skip("torchrun not installed")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parent), env.get("PYTHONPATH", "")])
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    cmd = [torchrun, "--standalone", "--nproc_per_node", str(nprocs), str(WORKER), str(out)]
-    log = out.with_suffix(".log")
-    with log.open("w") as sink:
-        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            proc.wait(timeout=limit_s)
-        except subprocess.TimeoutExpired:
-            tree = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
-            for p in tree:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    p.kill()
-            psutil.wait_procs(tree, timeout=10)
-            pytest.fail(f"{cmd} did not finish within {limit_s:.0f} s\n{log.read_text()[-5000:]}")
-    assert proc.returncode == 0, f"{cmd}\n{log.read_text()[-5000:]}"
-
-
 @pytest.mark.distributed
 @pytest.mark.timeout(300)
-def test_ddp_wrapped_model_two_processes_equal_one(tmp_path):
+def test_ddp_wrapped_model_two_processes_equal_one(tmp_path, torchrun, launch):
     """The hook sits on the inner model's head while DDP's own forward runs: 2 gloo processes
     with half the batch each reach the weights of 1 process with the whole batch."""
-    _torchrun(1, tmp_path / "one.pt")
-    _torchrun(2, tmp_path / "two.pt")
+    for n, out in ((1, "one.pt"), (2, "two.pt")):
+        cmd = [torchrun, "--standalone", "--nproc_per_node", str(n), str(WORKER)]
+        launch([*cmd, str(tmp_path / out)], tmp_path, pythonpath=(WORKER.parent,), limit_s=150)
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     start = build(tiny_config(vocab_size=300, num_hidden_layers=1)).state_dict()
     for k in one:
