@@ -216,8 +216,13 @@ def _mf_label(row: ResultRow) -> str:
     return f"{row.label('defense')} ({shown})" if shown else row.label("defense")
 
 
+def _mf_check_runs(runs: Path) -> Path:
+    """The Moderate-fitting scale check's runs, beside the grid's (configs/lyra_defenses_mf_check)."""
+    return runs.parent / "lyra_defenses_mf_check"
+
+
 def mf_check(runs: Path, rows: list[ResultRow]) -> str:
-    check = runs.parent / "lyra_defenses_mf_check"
+    check = _mf_check_runs(runs)
     lines = ["| run | epoch | val BLEU | val ASR % | train loss |", "|---|---:|---:|---:|---:|"]
     ce = _find(rows, "ce", None, "BadPre")
     if ce is not None:
@@ -225,8 +230,6 @@ def mf_check(runs: Path, rows: list[ResultRow]) -> str:
             lines.append(f"| CE (full fine-tuning, lr 5e-4) | {h['epoch']} | {h['bleu']:.2f} | "
                          f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
     grid_mf = [r for r in rows if r.defense == "moderate_fitting" and r.attack == "BadPre"]
-    if check.is_dir():
-        archive_cells(check, ARCHIVE_MF)
     checked = grid_mf + load_results_with_archive(check, ARCHIVE_MF)
     for r in checked:
         for h in r.history:
@@ -284,8 +287,10 @@ def main() -> None:
     p.add_argument("--no-figure", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
-    if args.runs.is_dir():
-        archive_cells(args.runs, ARCHIVE)  # the records outlive runs/ (dece.experiments.archive)
+    # the records outlive runs/ (dece.experiments.archive)
+    for runs, archive in ((args.runs, ARCHIVE), (_mf_check_runs(args.runs), ARCHIVE_MF)):
+        if runs.is_dir():
+            archive_cells(runs, archive)
     rows = load_results_with_archive(args.runs, ARCHIVE)
     table, pending = results_table(rows)
     detection = _detection_rows(args.runs)
