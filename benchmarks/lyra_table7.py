@@ -3,76 +3,18 @@ Paraphrasing, and DeCE combined with them, from the cells of ``configs/lyra_tabl
 
 It trains nothing. It reads ``runs/lyra_table7`` (the cells it lacks from the committed archive
 ``benchmarks/results/cells/lyra_table7``, which it refreshes: :mod:`dece.experiments.archive`)
-and writes ``benchmarks/results/lyra_table7.md``: the Table 7 layout (rows CE, ONION,
-Paraphrasing, DeCE, DeCE w. ONION, DeCE w. Paraphrasing; BLEU_D, CodeBLEU_D, ASR_D), the purifier
-tables (detection, localisation, cost, settings) and the cells still pending with the command
-that runs each. Text below the line ``<!-- analysis -->`` of an existing file is kept::
+and writes ``benchmarks/results/lyra_table7.md`` through ``purifier_grid.py``: the Table 7
+layout (rows CE, ONION, Paraphrasing, DeCE, DeCE w. ONION, DeCE w. Paraphrasing; BLEU_D,
+CodeBLEU_D, ASR_D), the purifier tables (detection, localisation, cost, settings) and the cells
+still pending with the command that runs each. Text below the line ``<!-- analysis -->`` of an
+existing file is kept::
 
     python benchmarks/lyra_table7.py
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-from typing import Any
-
-from dece.experiments import expand_grid, load_grid_config, pending_commands
-from dece.experiments.archive import archive_cells, load_results_with_archive
-from dece.experiments.purifier_tables import purifier_report
-
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = "configs/lyra_table7.yaml"
-ARCHIVE = REPO / "benchmarks" / "results" / "cells" / "lyra_table7"
-MARKER = "<!-- analysis -->"
-METRICS = (("bleu", "BLEU_D", 1.0), ("codebleu", "CodeBLEU_D", 100.0), ("asr", "ASR_D", 100.0),
-           ("detect_tpr", "TPR", 100.0), ("detect_fpr", "FPR", 100.0))  # fmt: skip
-
-
-def _cell(final: dict[str, Any] | None, key: str, scale: float) -> str:
-    if final is None:
-        return "pending"
-    value = final.get(key)
-    return "-" if value is None else f"{scale * float(value):.2f}"
-
-
-def table7(cells: list[Any], done: dict[str, Any]) -> str:
-    """One row per cell in grid order (undefended rows are the plain loss)."""
-    lines = ["| method | " + " | ".join(m[1] for m in METRICS) + " | undefended parent |",
-             "|---|" + "---:|" * len(METRICS) + "---|"]  # fmt: skip
-    for cell in cells:
-        labels = cell.labels()
-        method = labels["loss"] + (f" w. {labels['defense']}" if labels.get("defense") else "")
-        row = done.get(cell.hash)
-        final = None if row is None else row.final
-        values = " | ".join(_cell(final, key, scale) for key, _, scale in METRICS)
-        parent = cell.parent()
-        lines.append(f"| {method} | {values} | {'-' if parent is None else parent.hash} |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=Path, default=REPO / "runs" / "lyra_table7")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "lyra_table7.md")
-    args = p.parse_args(argv)
-    if args.runs.is_dir():
-        archive_cells(args.runs, ARCHIVE)
-    done = {r.hash: r for r in load_results_with_archive(args.runs, ARCHIVE)}
-    cells = expand_grid(load_grid_config(REPO / CONFIG))
-    report = purifier_report(list(done.values()))
-    pending = pending_commands(cells, done, CONFIG)
-    old = args.out.read_text() if args.out.is_file() else ""
-    analysis = old.split(MARKER, 1)[1] if MARKER in old else "\n\n(analysis pending)\n"
-    text = TEMPLATE.format(
-        table=table7(cells, done),
-        purifiers=report.replace("\n## ", "\n### ").replace("## ", "### ", 1) or "pending",
-        pending="\n".join(pending) or "none",
-    )
-    args.out.write_text(text + MARKER + analysis)
-    print(f"wrote {args.out}")
-    return 0
-
+from purifier_grid import PurifierGrid, write_report
 
 TEMPLATE = """# DeCE paper Table 7 on Lyra (small scale): DeCE and the test-time defenses
 
@@ -107,6 +49,18 @@ Every cell resumes where it stopped: `dece run configs/lyra_table7.yaml` (or one
 `--shard i/n` as listed), then rerun this script.
 
 """
+
+GRID = PurifierGrid(
+    config="configs/lyra_table7.yaml",
+    name="lyra_table7",
+    out="benchmarks/results/lyra_table7.md",
+    template=TEMPLATE,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_report(GRID, argv, __doc__ or "")
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

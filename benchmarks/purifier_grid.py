@@ -1,0 +1,92 @@
+"""Shared writer of the test-time-defense results files (issue 12): ``lyra_table7.py`` and
+``bugs2fix_codepurify.py`` differ only in their grid, archive, output file and introduction.
+
+It trains nothing. It refreshes the committed archive of the grid's finished cells from ``runs/``
+(:mod:`dece.experiments.archive`), reads back the cells ``runs/`` lacks from it, and writes one
+markdown file: a method table with one row per cell of the grid in grid order (``pending`` where
+the cell has not run), the purifier tables (detection, localisation, cost, settings) and the cells
+still pending with the command that runs each. Text below the line ``<!-- analysis -->`` of an
+existing file is kept, so the written conclusion survives a regeneration.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dece.experiments import expand_grid, load_grid_config, pending_commands
+from dece.experiments.archive import archive_cells, load_results_with_archive
+from dece.experiments.purifier_tables import purifier_report
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = "<!-- analysis -->"
+METRICS = (("bleu", "BLEU_D", 1.0), ("codebleu", "CodeBLEU_D", 100.0), ("asr", "ASR_D", 100.0),
+           ("detect_tpr", "TPR", 100.0), ("detect_fpr", "FPR", 100.0))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PurifierGrid:
+    """One results file: ``config`` (repo-relative), the grid's ``name`` (its ``runs/`` and
+    archive directory) and ``template``, with the fields ``table``, ``purifiers``, ``pending``."""
+
+    config: str
+    name: str
+    out: str
+    template: str
+
+    @property
+    def archive(self) -> Path:
+        return REPO / "benchmarks" / "results" / "cells" / self.name
+
+
+def _cell(final: dict[str, Any] | None, key: str, scale: float) -> str:
+    if final is None:
+        return "pending"
+    value = final.get(key)
+    return "-" if value is None else f"{scale * float(value):.2f}"
+
+
+def method_table(cells: list[Any], done: dict[str, Any]) -> str:
+    """One row per cell in grid order (undefended rows are the plain loss); an attack column
+    when the grid has more than one attack."""
+    attacks = len({c.labels()["attack"] for c in cells}) > 1
+    head = "| method | " + ("attack | " if attacks else "") + " | ".join(m[1] for m in METRICS)
+    lines = [head + " | undefended parent |",
+             "|---|" + ("---|" if attacks else "") + "---:|" * len(METRICS) + "---|"]  # fmt: skip
+    for cell in cells:
+        labels = cell.labels()
+        method = labels["loss"] + (f" w. {labels['defense']}" if labels.get("defense") else "")
+        if attacks:
+            method += f" | {labels['attack']}"
+        row = done.get(cell.hash)
+        final = None if row is None else row.final
+        values = " | ".join(_cell(final, key, scale) for key, _, scale in METRICS)
+        parent = cell.parent()
+        lines.append(f"| {method} | {values} | {'-' if parent is None else parent.hash} |")
+    return "\n".join(lines)
+
+
+def write_report(grid: PurifierGrid, argv: list[str] | None = None, doc: str = "") -> int:
+    """The command line of one results script: ``--runs`` and ``--out`` override the defaults."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, default=REPO / "runs" / grid.name)
+    p.add_argument("--out", type=Path, default=REPO / grid.out)
+    args = p.parse_args(argv)
+    if args.runs.is_dir():
+        archive_cells(args.runs, grid.archive)
+    done = {r.hash: r for r in load_results_with_archive(args.runs, grid.archive)}
+    cells = expand_grid(load_grid_config(REPO / grid.config))
+    report = purifier_report(list(done.values()))
+    pending = pending_commands(cells, done, grid.config)
+    old = args.out.read_text() if args.out.is_file() else ""
+    analysis = old.split(MARKER, 1)[1] if MARKER in old else "\n\n(analysis pending)\n"
+    text = grid.template.format(
+        table=method_table(cells, done),
+        purifiers=report.replace("\n## ", "\n### ").replace("## ", "### ", 1) or "pending",
+        pending="\n".join(pending) or "none",
+    )
+    args.out.write_text(text + MARKER + analysis)
+    print(f"wrote {args.out}")
+    return 0
