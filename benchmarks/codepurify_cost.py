@@ -95,15 +95,20 @@ def report(rows: list[dict], args: argparse.Namespace, setup_s: float, cp: CodeP
     defended = [r["defended_s"] for r in rows]
     ratios = [d / p for d, p in zip(defended, plain, strict=True)]
     med_p, med_d = statistics.median(plain), statistics.median(defended)
+    flags = " --no-detect" if args.no_detect else ""
+    if args.clean_fraction != 0.05:
+        flags += f" --clean-fraction {args.clean_fraction}"
+    threshold = (
+        f"threshold {cp._threshold:.4f} ({args.normalisation}, {args.clean_fraction:.0%} of "
+        "clean validation inputs)"
+        if cp._threshold is not None
+        else "no detection (-E): every input is purified"
+    )
     lines = [
         f"Command: `python benchmarks/codepurify_cost.py --run {args.run} --n {args.n} "
-        f"--normalisation {args.normalisation} --threads {args.threads}`",
+        f"--normalisation {args.normalisation} --threads {args.threads}{flags}`",
         f"Machine: {platform.platform()}, torch {torch.__version__}, {args.threads} thread(s); "
-        f"set-up (models + calibration, untimed): {setup_s:.1f} s; threshold "
-        f"{cp._threshold:.4f} ({args.normalisation}, {args.clean_fraction:.0%} of clean "
-        f"validation inputs)"
-        if cp._threshold is not None
-        else "no detection (-E)",
+        f"set-up (models + calibration, untimed): {setup_s:.1f} s; {threshold}",
         "",
         "| inputs | n | detected | median plain s | median defended s | ratio of medians | "
         "median per-input ratio | mean plain s | mean defended s |",
