@@ -33,7 +33,9 @@ that at most 5% of them would be purified; CodePurify re-fills with the victim's
 starting point; ONION scores with a tiny causal LM pretrained on the same clean code. A purifier
 row evaluates its undefended parent's saved model; no retraining. The CodePurify cells of one
 victim share one cached analysis per input, so their per-input seconds are not comparable
-(`benchmarks/codepurify_cost.py` measures cost without the cache).
+(`benchmarks/codepurify_cost.py` measures cost without the cache). The CodePurify paper's own
+rows (CodeBERT/CodeT5-size victims) are not printed beside ours: issue 12 quotes only its cost
+(0.82 s vs 0.34 s per input, 2.4x), and the paper could not be read on this machine.
 
 ## Effectiveness and detection
 
