@@ -57,16 +57,9 @@ with `--shard i/n` as listed), then rerun this script.
 
 """
 
-GRID = PurifierGrid(
-    config="configs/bugs2fix_codepurify.yaml",
-    name="bugs2fix_codepurify",
-    out="benchmarks/results/bugs2fix_codepurify.md",
-    template=TEMPLATE,
-)
-
 
 def main(argv: list[str] | None = None) -> int:
-    return write_report(GRID, argv, __doc__ or "")
+    return write_report(PurifierGrid.named("bugs2fix_codepurify", TEMPLATE), argv, __doc__ or "")
 
 
 if __name__ == "__main__":

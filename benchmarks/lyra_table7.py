@@ -50,16 +50,9 @@ Every cell resumes where it stopped: `dece run configs/lyra_table7.yaml` (or one
 
 """
 
-GRID = PurifierGrid(
-    config="configs/lyra_table7.yaml",
-    name="lyra_table7",
-    out="benchmarks/results/lyra_table7.md",
-    template=TEMPLATE,
-)
-
 
 def main(argv: list[str] | None = None) -> int:
-    return write_report(GRID, argv, __doc__ or "")
+    return write_report(PurifierGrid.named("lyra_table7", TEMPLATE), argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ class PurifierGrid:
     out: str
     template: str
 
+    @classmethod
+    def named(cls, name: str, template: str) -> PurifierGrid:
+        """The grid ``configs/<name>.yaml``, written to ``benchmarks/results/<name>.md``."""
+        return cls(f"configs/{name}.yaml", name, f"benchmarks/results/{name}.md", template)
+
     @property
     def archive(self) -> Path:
         return REPO / "benchmarks" / "results" / "cells" / self.name
