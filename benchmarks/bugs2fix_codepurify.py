@@ -59,7 +59,7 @@ with `--shard i/n` as listed), then rerun this script.
 
 
 def main(argv: list[str] | None = None) -> int:
-    return write_report(PurifierGrid.named("bugs2fix_codepurify", TEMPLATE), argv, __doc__ or "")
+    return write_report(PurifierGrid("bugs2fix_codepurify", TEMPLATE), argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ Every cell resumes where it stopped: `dece run configs/lyra_table7.yaml` (or one
 
 
 def main(argv: list[str] | None = None) -> int:
-    return write_report(PurifierGrid.named("lyra_table7", TEMPLATE), argv, __doc__ or "")
+    return write_report(PurifierGrid("lyra_table7", TEMPLATE), argv, __doc__ or "")
 
 
 if __name__ == "__main__":

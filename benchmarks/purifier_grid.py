@@ -28,18 +28,21 @@ METRICS = (("bleu", "BLEU_D", 1.0), ("codebleu", "CodeBLEU_D", 100.0), ("asr", "
 
 @dataclass(frozen=True)
 class PurifierGrid:
-    """One results file: ``config`` (repo-relative), the grid's ``name`` (its ``runs/`` and
-    archive directory) and ``template``, with the fields ``table``, ``purifiers``, ``pending``."""
+    """One results file, named after its grid: ``configs/<name>.yaml``, run under
+    ``runs/<name>``, archived under ``benchmarks/results/cells/<name>``, written to
+    ``benchmarks/results/<name>.md`` from ``template`` (fields ``table``, ``purifiers``,
+    ``pending``)."""
 
-    config: str
     name: str
-    out: str
     template: str
 
-    @classmethod
-    def named(cls, name: str, template: str) -> PurifierGrid:
-        """The grid ``configs/<name>.yaml``, written to ``benchmarks/results/<name>.md``."""
-        return cls(f"configs/{name}.yaml", name, f"benchmarks/results/{name}.md", template)
+    @property
+    def config(self) -> str:
+        return f"configs/{self.name}.yaml"
+
+    @property
+    def out(self) -> Path:
+        return REPO / "benchmarks" / "results" / f"{self.name}.md"
 
     @property
     def archive(self) -> Path:
@@ -63,13 +66,12 @@ def method_table(cells: list[Any], done: dict[str, Any]) -> str:
     for cell in cells:
         labels = cell.labels()
         method = labels["loss"] + (f" w. {labels['defense']}" if labels.get("defense") else "")
-        if attacks:
-            method += f" | {labels['attack']}"
+        lead = f"{method} | {labels['attack']}" if attacks else method
         row = done.get(cell.hash)
         final = None if row is None else row.final
         values = " | ".join(_cell(final, key, scale) for key, _, scale in METRICS)
         parent = cell.parent()
-        lines.append(f"| {method} | {values} | {'-' if parent is None else parent.hash} |")
+        lines.append(f"| {lead} | {values} | {'-' if parent is None else parent.hash} |")
     return "\n".join(lines)
 
 
@@ -77,7 +79,7 @@ def write_report(grid: PurifierGrid, argv: list[str] | None = None, doc: str = "
     """The command line of one results script: ``--runs`` and ``--out`` override the defaults."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--runs", type=Path, default=REPO / "runs" / grid.name)
-    p.add_argument("--out", type=Path, default=REPO / grid.out)
+    p.add_argument("--out", type=Path, default=grid.out)
     args = p.parse_args(argv)
     if args.runs.is_dir():
         archive_cells(args.runs, grid.archive)
