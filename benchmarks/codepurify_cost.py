@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="a finished run (config.yaml + model/)")
     ap.add_argument("--n", type=int, default=200, help="inputs, half clean and half poisoned")
     ap.add_argument("--normalisation", default="softmax", choices=["softmax", "sum"])
-    ap.add_argument("--clean-fraction", type=float, default=0.05)
+    ap.add_argument("--clean-fraction", type=float, default=CodePurify.clean_fraction)
     ap.add_argument("--no-detect", action="store_true", help="purify every input (-E)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=3)
@@ -96,7 +96,7 @@ def report(rows: list[dict], args: argparse.Namespace, setup_s: float, cp: CodeP
     ratios = [d / p for d, p in zip(defended, plain, strict=True)]
     med_p, med_d = statistics.median(plain), statistics.median(defended)
     flags = " --no-detect" if args.no_detect else ""
-    if args.clean_fraction != 0.05:
+    if args.clean_fraction != CodePurify.clean_fraction:
         flags += f" --clean-fraction {args.clean_fraction}"
     threshold = (
         f"threshold {cp._threshold:.4f} ({args.normalisation}, {args.clean_fraction:.0%} of "
