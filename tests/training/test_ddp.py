@@ -30,9 +30,9 @@ def test_two_processes_reach_the_same_weights_as_one(tmp_path, torchrun, launch)
         "poison={rate: 0.1, seed: 1}",
     ]  # fmt: skip
     launch([sys.executable, "-m", "dece.cli", "train", f"output_dir={tmp_path / 'one'}",
-          "batch_size=8", *common], tmp_path)  # fmt: skip
+            "batch_size=8", *common], tmp_path)  # fmt: skip
     launch([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "dece.cli", "train",
-          f"output_dir={tmp_path / 'two'}", "batch_size=4", *common], tmp_path)  # fmt: skip
+            f"output_dir={tmp_path / 'two'}", "batch_size=4", *common], tmp_path)  # fmt: skip
     one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     initial = dict(tiny_bart(len(tok), dropout=0.0).state_dict())
@@ -47,7 +47,7 @@ def test_two_processes_reach_the_same_weights_as_one(tmp_path, torchrun, launch)
     if not accelerate.exists():
         pytest.skip("accelerate's launcher not installed")
     launch([str(accelerate), "launch", "--cpu", "--num_processes", "1", "-m", "dece.cli", "train",
-          f"output_dir={tmp_path / 'acc'}", "batch_size=8", *common], tmp_path)  # fmt: skip
+            f"output_dir={tmp_path / 'acc'}", "batch_size=8", *common], tmp_path)  # fmt: skip
     acc = load_file(str(tmp_path / "acc" / "model" / "model.safetensors"))
     for k in one:
         torch.testing.assert_close(one[k], acc[k], rtol=1e-4, atol=1e-5, msg=k)
