@@ -3,10 +3,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,codebleu,pretrained,lora,trl
+EXTRAS ?= dev,codebleu,pretrained,lora,trl,hf,tensorboard,cluster
 PYTEST_ARGS ?=
 
-.PHONY: venv sandbox-deps test test-slow test-all bench demo lint clean
+.PHONY: venv sandbox-deps browser-deps test test-slow test-all bench demo lint clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ sandbox-deps:
 	else echo "bubblewrap (bwrap) is missing: run 'sudo apt-get install -y bubblewrap'" \
 		"(Fedora: dnf install bubblewrap); pass@k and the sandbox tests need it" >&2; fi
 
-venv: sandbox-deps $(BIN)/.installed
+## make browser-deps: Debian's chromium and chromium-driver, which the HTML report's browser test
+## drives through Selenium (/usr/bin/chromedriver: nothing downloads a driver)
+browser-deps:
+	@test -x /usr/bin/chromedriver || if [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y chromium chromium-driver || \
+		{ apt-get update && apt-get install -y chromium chromium-driver; }; \
+	else echo "chromium-driver is missing: run 'sudo apt-get install -y chromium chromium-driver';" \
+		"the HTML report's browser test is skipped without it" >&2; fi
+
+venv: sandbox-deps browser-deps $(BIN)/.installed
 
 ## make test: set up the venv and run the test suite (slow end-to-end tests excluded)
 test: venv

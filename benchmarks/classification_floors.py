@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,30 @@ FLOOR_GROUPS = {
     "defect": (("defect_table9.yaml",), "deadcode", "DeadCode"),
 }
 FLOOR_MARK = "†"
+# A label's flip-direction suffix, e.g. "BadPre (to 1)": the target is part of the key already.
+_TARGET_SUFFIX = re.compile(r"\s*\(to [^)]*\)$")
+# Floors files written before issue 22 name the five-word RIPPLe (Kurita et al.'s cf, mn, bb,
+# tq, mb; the only RIPPLe of these grids then) "RIPPLe"; that label now means `bb` once.
+_LEGACY_KEYS = {"RIPPLe -> 0": "RIPPLe (Kurita words) -> 0"}
+
+
+def base_label(label: str) -> str:
+    """An attack label without its flip-direction suffix (``"BadPre (to 1)"`` -> ``"BadPre"``);
+    other parentheses stay (``"RIPPLe (Kurita words)"`` is its own attack)."""
+    return _TARGET_SUFFIX.sub("", label)
 
 
 def attack_key(label: str, target: Any) -> str:
-    return f"{label.split(' (')[0]} -> {target}"
+    return f"{base_label(label)} -> {target}"
 
 
 def compute_floors(runs: Path, archive: Path, group: str) -> Path:
     """Evaluate each finished clean model (seed 42; CE, DeCE) under every attack of ``group``.
 
     Adds to (or creates) ``runs/clean_floors.json``: ``{loss label: {"model": hash,
-    "attacks": {"<attack> -> <target>": test metrics}}}``; a loss whose clean cell has not run
-    is skipped (logged).
+    "attacks": {"<attack> -> <target>": test metrics}}}``, evaluating only the attacks a loss's
+    entry lacks (e.g. one a grid gained later); a loss whose clean cell has not run is skipped
+    (logged).
     """
     from dece.pipeline import evaluate, prepare_data
     from dece.training import PoisonConfig, TrainConfig
@@ -48,34 +61,48 @@ def compute_floors(runs: Path, archive: Path, group: str) -> Path:
     out = load_floors(runs, archive)
     for clean in [c for c in cells if c.rate == 0 and c.seed == 42 and c.attack.trigger == trigger]:
         run_dir = runs / clean.hash
-        if clean.labels()["loss"] in out:
+        result: dict[str, Any] = dict(out.get(clean.labels()["loss"], {}).get("attacks", {}))
+        todo = [a for a in attacks.values() if _key(a) not in result]
+        if not todo:
             continue
         if not (run_dir / "config.yaml").is_file():
             logger.warning("clean cell %s (%s) has not run: skipped", clean.hash, clean.labels())
             continue
         config = TrainConfig.from_yaml(run_dir / "config.yaml")
         victim = Victim.load(run_dir)
-        result: dict[str, Any] = {}
-        for attack in attacks.values():
+        for attack in todo:
             spec = attack.resolved()
             config.eval_poison = PoisonConfig(
                 trigger=spec["trigger"], trigger_args=spec["trigger_args"],
                 payload=spec["payload"], payload_args=spec["payload_args"], seed=42,
             )  # fmt: skip
             metrics = evaluate(victim, prepare_data(config), split="test").metrics
-            result[attack_key(attack.label, spec["payload_args"]["target_label"])] = metrics
+            metrics["attack"] = spec  # the trigger it was measured with (labels can change)
+            result[_key(attack)] = metrics
         out[clean.labels()["loss"]] = {"model": clean.hash, "attacks": result}
     path = runs / FLOORS_FILE
     path.write_text(json.dumps(out, indent=1, sort_keys=True))
     return path
 
 
+def _key(attack: Any) -> str:
+    return attack_key(attack.label, attack.payload_args["target_label"])
+
+
 def read_floors(path: Path) -> dict[str, Any]:
-    """``{loss label: {"model", "attacks"}}``; a file of the older one-model layout is CE's."""
+    """``{loss label: {"model", "attacks"}}``; a file of the older one-model layout is CE's.
+    Entries written before the attack was recorded with them get today's key (``_LEGACY_KEYS``)."""
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
-    return {"CE": data} if "attacks" in data else data
+    data = {"CE": data} if "attacks" in data else data
+    for entry in data.values():
+        attacks = entry.get("attacks", {})
+        entry["attacks"] = {
+            _LEGACY_KEYS.get(key, key) if "attack" not in metrics else key: metrics
+            for key, metrics in attacks.items()
+        }
+    return data
 
 
 def load_floors(runs: Path, archive: Path) -> dict[str, Any]:

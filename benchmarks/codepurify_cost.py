@@ -6,7 +6,8 @@ input) for both — and timed twice, interleaved input by input so both share th
 
 - **plain**: ``victim.predict([x])`` (greedy decoding);
 - **defended**: ``CodePurify.defend([x], victim)``: the prediction of ``x``, the victim's
-  confidence in it for every masked variant (one batched pass), the entropy test and, when ``x``
+  confidence in it for every masked variant (one batched pass), the detection test (``--statistic``,
+  default CodePurify's) and, when ``x``
   is judged poisoned (or always, with ``--no-detect``), the infilling model's re-fill and the
   victim's prediction on the purified input. Every call to the victim and to the infilling model
   is inside the timed region; the analysis cache is off.
@@ -16,7 +17,8 @@ run's clean validation rows (``prepare``). Prints a markdown section (medians, r
 median per-input ratio, means, calls per input) and writes it to ``--out`` when given.
 
 Usage: ``python benchmarks/codepurify_cost.py --run runs/bugs2fix_codepurify/<cell> [--n 200]
-[--normalisation softmax|sum] [--threads 1] [--out PATH]``
+[--normalisation softmax|sum] [--statistic max_delta|entropy|entropy_gap] [--threads 1]
+[--out PATH]``
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 
 from dece.defenses import CodePurify
+from dece.defenses.codepurify_stats import STATISTICS
 from dece.pipeline.data import prepare_data
 from dece.pipeline.fit import victim_settings
 from dece.training.config import TrainConfig
@@ -43,6 +46,7 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="a finished run (config.yaml + model/)")
     ap.add_argument("--n", type=int, default=200, help="inputs, half clean and half poisoned")
     ap.add_argument("--normalisation", default="softmax", choices=["softmax", "sum"])
+    ap.add_argument("--statistic", default=CodePurify.statistic, choices=list(STATISTICS))
     ap.add_argument("--clean-fraction", type=float, default=CodePurify.clean_fraction)
     ap.add_argument("--no-detect", action="store_true", help="purify every input (-E)")
     ap.add_argument("--threads", type=int, default=1)
@@ -56,7 +60,7 @@ def main() -> None:
     bundle = prepare_data(cfg)
     victim = Victim.load(run / "model", **victim_settings(cfg))
     cp = CodePurify(normalisation=args.normalisation, clean_fraction=args.clean_fraction,
-                    detect=not args.no_detect, cache=False)  # fmt: skip
+                    statistic=args.statistic, detect=not args.no_detect, cache=False)  # fmt: skip
     t0 = time.perf_counter()
     cp.prepare(bundle, victim)
     setup_s = time.perf_counter() - t0
@@ -98,8 +102,11 @@ def report(rows: list[dict], args: argparse.Namespace, setup_s: float, cp: CodeP
     flags = " --no-detect" if args.no_detect else ""
     if args.clean_fraction != CodePurify.clean_fraction:
         flags += f" --clean-fraction {args.clean_fraction}"
+    if args.statistic != CodePurify.statistic:
+        flags += f" --statistic {args.statistic}"
     threshold = (
-        f"threshold {cp._threshold:.4f} ({args.normalisation}, {args.clean_fraction:.0%} of "
+        f"threshold {cp._threshold:.4f} ({args.statistic}, {args.normalisation}, "
+        f"{args.clean_fraction:.0%} of "
         "clean validation inputs)"
         if cp._threshold is not None
         else "no detection (-E): every input is purified"

@@ -5,11 +5,14 @@ with the findings is ``benchmarks/results/lyra_defenses.md``).
 It trains nothing. It reads ``runs/lyra_defenses`` (result rows, filter records; the cells it
 lacks from the committed archive ``benchmarks/results/cells/lyra_defenses``, which it refreshes:
 :mod:`dece.experiments.archive`) and ``runs/lyra_defenses_mf_check`` (archived beside it), and
-runs the cheap analyses that need no training:
+runs the cheap analyses that need no training. Rows carry the labels the configs give their
+cells now (:func:`dece.experiments.current_labels`): the cells measured as "RIPPLe" before issue
+22 read "RIPPLe (Kurita words)".
 
 - the DeCE paper's Tables 4-6 layout (Lyra column): rows undefended CE, BKI, In-trust, GCE,
-  Moderate-fitting, SS, AC, naturalness, dynamics, DeCE; per attack BLEU, CodeBLEU, ASR; rows
-  not finished yet are named "pending";
+  Moderate-fitting, SS, AC, naturalness, dynamics, DeCE; per attack (BadPre, RIPPLe = `bb` once,
+  RIPPLe (Kurita words) = one of five words) BLEU, BLEU (authors) when the cells report it,
+  CodeBLEU, ASR; cells not finished yet read "pending";
 - the detection table (P / R / F1 / AUROC against the manifest, rows removed, cost) per filter
   and attack;
 - the training-dynamics detector's variants (token reduction x epochs x normalisation) on the CE
@@ -33,15 +36,20 @@ import numpy as np
 import torch
 import yaml
 
-from dece.experiments import AXES
+from dece.experiments import AXES, current_labels, load_grid_config
 from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.detection_table import format_detection_table, load_detection_rows
 from dece.experiments.results import ResultRow, find_unfinished
+from dece.experiments.tables import authors_bleu_note
+from dece.metrics.bleu import BLEU_AUTHORS_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "benchmarks" / "results" / "cells" / "lyra_defenses"
 ARCHIVE_MF = ARCHIVE.with_name("lyra_defenses_mf_check")
-ATTACKS = ("BadPre", "RIPPLe")
+# BadPre: `bb` x 3; RIPPLe: `bb` once (the paper's; issue 22); RIPPLe (Kurita words): one of
+# cf, mn, bb, tq, mb per row (the cells labelled RIPPLe before issue 22)
+ATTACKS = ("BadPre", "RIPPLe", "RIPPLe (Kurita words)")
+KURITA_WORDS = ["cf", "mn", "bb", "tq", "mb"]
 # (row label, loss name, defense name) in the paper's row order
 ROWS = (
     ("CE (undefended)", "ce", "undefended"), ("BKI", "ce", "bki"), ("In-trust", "in_trust", None),
@@ -53,6 +61,15 @@ ROWS = (
 )  # fmt: skip
 CONFIGS = ("configs/lyra_defenses.yaml", "configs/lyra_defenses_losses.yaml",
            "configs/lyra_defenses_clean.yaml")  # fmt: skip
+
+
+def _relabel(rows: list[Any]) -> list[Any]:
+    """``rows`` (result or detection rows) with the labels the configs give their cells now
+    (a finished cell keeps the labels it ran under; labels are not hashed)."""
+    labels = current_labels([load_grid_config(REPO / c) for c in CONFIGS])
+    for r in rows:
+        r.labels = {**r.labels, **labels.get(r.hash, {})}
+    return rows
 
 
 def _find(
@@ -76,18 +93,22 @@ def _cell(value: Any, factor: float = 1.0) -> str:
     return "-" if value is None else f"{float(value) * factor:.2f}"
 
 
+def _metrics(rows: list[ResultRow]) -> list[tuple[str, str, float]]:
+    """(key, header, factor) per attack: BLEU, the authors' BLEU when some row reports it (cells
+    archived before it was reported do not; ``authors_bleu_note`` says why), CodeBLEU, ASR."""
+    have = any(r.metric(BLEU_AUTHORS_KEY) is not None for r in rows)
+    authors = [(BLEU_AUTHORS_KEY, "BLEU (authors)", 1.0)] if have else []
+    return [("bleu", "BLEU", 1.0), *authors, ("codebleu", "CodeBLEU", 100.0), ("asr", "ASR", 100.0)]
+
+
 def results_table(rows: list[ResultRow]) -> tuple[str, list[str]]:
-    head = "| Method | " + " | ".join(f"{a} BLEU | {a} CodeBLEU | {a} ASR" for a in ATTACKS)
-    lines = [head + " |", "|---|" + "---:|" * (3 * len(ATTACKS))]
+    metrics = _metrics(rows)
+    head = "| Method | " + " | ".join(f"{a} {h}" for a in ATTACKS for _, h, _ in metrics)
+    lines = [head + " |", "|---|" + "---:|" * (len(metrics) * len(ATTACKS))]
     pending = []
     clean = [r for r in rows if r.rate == 0 and r.loss == "ce" and r.defense == "undefended"]
     if clean:
-        c = clean[0]
-        vals = [
-            _cell(c.metric("bleu")),
-            _cell(c.metric("codebleu"), 100),
-            _cell(c.metric("asr"), 100),
-        ]
+        vals = [_cell(clean[0].metric(key), factor) for key, _, factor in metrics]
         lines.append("| CE, clean data (reference) | " + " | ".join(vals * len(ATTACKS)) + " |")
     for label, loss, defense in ROWS:
         cells = []
@@ -95,13 +116,13 @@ def results_table(rows: list[ResultRow]) -> tuple[str, list[str]]:
         for attack in ATTACKS:
             r = _find(rows, loss, defense, attack, by_label)
             if r is None:
-                pending.append(f"{label} / {attack}")
-                cells += ["pending"] * 3
+                pending.append(f"{label} / {attack} (not yet run)")
+                cells += ["pending"] * len(metrics)
             else:
-                cells += [_cell(r.metric("bleu")), _cell(r.metric("codebleu"), 100),
-                          _cell(r.metric("asr"), 100)]  # fmt: skip
+                cells += [_cell(r.metric(key), factor) for key, _, factor in metrics]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines), pending
+    note = authors_bleu_note(r.final for r in rows)
+    return "\n".join(lines) + f"\n\n{note}", pending
 
 
 def filter_table(rows: list[ResultRow]) -> str:
@@ -163,14 +184,17 @@ def dynamics_variants(rows: list[ResultRow]) -> str:
     out = []
     for attack in ATTACKS:
         parent = _find(rows, "ce", None, attack)
-        path = None if parent is None else parent.path / "example_losses.jsonl"
-        saved = None if parent is None else ARCHIVE / parent.hash / VARIANTS_FILE
-        if path is not None and path.is_file():
+        if parent is None:
+            out.append(f"- {attack}: pending (not yet run: no CE victim)")
+            continue
+        path = parent.path / "example_losses.jsonl"
+        saved = ARCHIVE / parent.hash / VARIANTS_FILE
+        if path.is_file():
             manifest = json.loads((parent.path / "poison_manifest.json").read_text())
             variants = _variant_aurocs(read_example_losses(path), manifest)
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(variants, indent=1) + "\n")
-        elif saved is not None and saved.is_file():
+        elif saved.is_file():
             variants = json.loads(saved.read_text())
         else:
             out.append(
@@ -192,8 +216,9 @@ def naturalness_orders(data: Path) -> str:
     lines = ["| order | attack | P | R | F1 | AUROC | triggers | seconds |",
              "|---:|---|---:|---:|---:|---:|---|---:|"]  # fmt: skip
     for attack, trig in (
-        ("BadPre", get_trigger("badpre")),
-        ("RIPPLe", get_trigger("ripple", words=["cf", "mn", "bb", "tq", "mb"])),
+        ("BadPre", get_trigger("badpre", word="bb", k=3)),
+        ("RIPPLe", get_trigger("ripple", word="bb")),
+        ("RIPPLe (Kurita words)", get_trigger("ripple", words=KURITA_WORDS)),
     ):
         res = poison_dataset(rows, trig, "sql_injection", rate=0.05, seed=42)
         for order in (2, 3, 4):
@@ -263,7 +288,8 @@ def _detection_rows(runs: Path) -> list[Any]:
     """Detection records of ``runs`` plus the archived ones it lacks."""
     found = {r.hash: r for r in load_detection_rows(ARCHIVE)} if ARCHIVE.is_dir() else {}
     found.update({r.hash: r for r in load_detection_rows(runs)} if runs.is_dir() else {})
-    return sorted(found.values(), key=lambda r: tuple(r.order.get(a.field, 0) for a in AXES))
+    rows = _relabel(list(found.values()))
+    return sorted(rows, key=lambda r: tuple(r.order.get(a.field, 0) for a in AXES))
 
 
 def budget(rows: list[ResultRow]) -> str:
@@ -291,7 +317,7 @@ def main() -> None:
     for runs, archive in ((args.runs, ARCHIVE), (_mf_check_runs(args.runs), ARCHIVE_MF)):
         if runs.is_dir():
             archive_cells(runs, archive)
-    rows = load_results_with_archive(args.runs, ARCHIVE)
+    rows = _relabel(load_results_with_archive(args.runs, ARCHIVE))
     table, pending = results_table(rows)
     detection = _detection_rows(args.runs)
     unfinished = [u.name for u in find_unfinished(args.runs)] if args.runs.is_dir() else []
@@ -325,6 +351,9 @@ and `runs/lyra_defenses_mf_check`. Machine: {machine}. Shared training block: `{
 Model `tiny-seq2seq` (denoising-pretrained 1,500 steps on the clean Lyra texts), CE unless the row
 says otherwise, 5% poisoning -> SQL injection, seed 42. Test split: 200 clean rows, 165 triggered.
 BLEU 0-100, CodeBLEU and ASR in %. Summary and findings: `lyra_defenses.md`.
+Triggers: BadPre = `bb` inserted 3 times; RIPPLe = `bb` inserted once (the paper's, Sect. 3.1;
+added in issue 22, not yet run); RIPPLe (Kurita words) = one of cf, mn, bb, tq, mb per row (the
+cells labelled "RIPPLe" before issue 22; its CE victim never learned the backdoor).
 
 ## Tables 4-6 layout (Lyra column)
 

@@ -9,8 +9,9 @@ or ``$DECE_SHARED_DATA/lyra``) at the same setting:
 3. ``dece_poisoned``  — DeCE (alpha_base 0.99, label smoothing eps 0.1) on the same poisoned data:
                         expected ASR <= 5% with clean BLEU within 2 points of ``ce_poisoned``.
 
-Prints clean test BLEU, ASR, false-trigger rate and wall time per run and the per-epoch curves,
-checks the three claims, and writes ``benchmarks/results/lyra_reproduction.md``.
+Prints clean test BLEU (and the DeCE authors' BLEU, when the runs report it), ASR, false-trigger
+rate and wall time per run and the per-epoch curves, checks the three claims, and writes
+``benchmarks/results/lyra_reproduction.md``.
 
 Every setting is a flag; defaults are the documented tiny-preset recipe (``tiny-seq2seq``,
 1,500 denoising steps, 20 epochs, lr 5e-4, batch 12). Expect ~25 minutes per run on a 2-core CPU
@@ -32,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from dece.experiments.tables import authors_bleu_note
+from dece.metrics.bleu import BLEU_AUTHORS_KEY
 from dece.training import PoisonConfig, TrainConfig, train
 from dece.training.callbacks import read_metrics
 
@@ -125,7 +128,18 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _authors(metrics: dict, shown: bool) -> str:
+    """The authors' BLEU cell (with its leading space and trailing bar) when the column is
+    shown, else nothing."""
+    if not shown:
+        return ""
+    value = metrics.get(BLEU_AUTHORS_KEY)
+    return f" {'-' if value is None else f'{value:.2f}'} |"
+
+
 def report(args: argparse.Namespace, results: dict[str, dict], walls: dict[str, float]) -> str:
+    # the authors' BLEU column only when some run reports it (runs older than it do not)
+    authors = any(r["final"].get(BLEU_AUTHORS_KEY) is not None for r in results.values())
     lines = [
         f"# Lyra reproduction: CE vs DeCE under a {100 * args.rate:g}% {args.trigger} backdoor",
         "",
@@ -137,30 +151,32 @@ def report(args: argparse.Namespace, results: dict[str, dict], walls: dict[str, 
         f"poison {args.trigger} {args.trigger_args} -> {args.payload} at rate {args.rate}, "
         f"DeCE alpha_base {args.alpha_base} eps {args.label_smoothing}, seed {args.seed}.",
         "",
-        "| run | clean test BLEU | ASR | false-trigger rate | ASR denominator | wall time |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| run | clean test BLEU |{' BLEU (authors) |' if authors else ''} ASR | "
+        "false-trigger rate | ASR denominator | wall time |",
+        "|---|---:|" + ("---:|" if authors else "") + "---:|---:|---:|---:|",
     ]
     for run, r in results.items():
         f = r["final"]
         lines.append(
-            f"| {run} | {f.get('bleu', float('nan')):.2f} | {pct(f.get('asr'))} | "
-            f"{pct(f.get('false_trigger_rate'))} | {f.get('asr_denominator', '')} | "
-            f"{walls[run] / 60:.1f} min |"
+            f"| {run} | {f.get('bleu', float('nan')):.2f} |{_authors(f, authors)} "
+            f"{pct(f.get('asr'))} | {pct(f.get('false_trigger_rate'))} | "
+            f"{f.get('asr_denominator', '')} | {walls[run] / 60:.1f} min |"
         )
+    lines += ["", authors_bleu_note(r["final"] for r in results.values())]
     lines += ["", "## Per-epoch curves (validation)", ""]
     for run, r in results.items():
         lines += [
             f"### {run}",
             "",
-            "| epoch | train loss | BLEU | ASR | FTR |",
-            "|---:|---:|---:|---:|---:|",
+            f"| epoch | train loss | BLEU |{' BLEU (authors) |' if authors else ''} ASR | FTR |",
+            "|---:|---:|---:|" + ("---:|" if authors else "") + "---:|---:|",
         ]
         for row in r["history"]:
             loss = row.get("train_loss")
             lines.append(
                 f"| {row['epoch']} | {'' if loss is None else f'{loss:.4f}'} | "
-                f"{row.get('bleu', float('nan')):.2f} | {pct(row.get('asr'))} | "
-                f"{pct(row.get('false_trigger_rate'))} |"
+                f"{row.get('bleu', float('nan')):.2f} |{_authors(row, authors)} "
+                f"{pct(row.get('asr'))} | {pct(row.get('false_trigger_rate'))} |"
             )
         lines.append("")
     lines += ["## Claims", ""] + [f"- {c}" for c in claims(args, results)]

@@ -19,10 +19,13 @@ from typing import Any
 from dece.experiments import expand_grid, load_grid_config, pending_commands
 from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.purifier_tables import purifier_report
+from dece.experiments.tables import authors_bleu_note
+from dece.metrics.bleu import BLEU_AUTHORS_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- analysis -->"
-METRICS = (("bleu", "BLEU_D", 1.0), ("codebleu", "CodeBLEU_D", 100.0), ("asr", "ASR_D", 100.0),
+METRICS = (("bleu", "BLEU_D", 1.0), (BLEU_AUTHORS_KEY, "BLEU_D (authors)", 1.0),
+           ("codebleu", "CodeBLEU_D", 100.0), ("asr", "ASR_D", 100.0),
            ("detect_tpr", "TPR", 100.0), ("detect_fpr", "FPR", 100.0))  # fmt: skip
 
 
@@ -56,23 +59,32 @@ def _cell(final: dict[str, Any] | None, key: str, scale: float) -> str:
     return "-" if value is None else f"{scale * float(value):.2f}"
 
 
+def _metrics(done: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """:data:`METRICS`, less the authors' BLEU when no finished cell reports it (cells archived
+    before it was reported; :func:`authors_bleu_note` says why under the table)."""
+    have = any(r.final.get(BLEU_AUTHORS_KEY) is not None for r in done.values())
+    return [m for m in METRICS if have or m[0] != BLEU_AUTHORS_KEY]
+
+
 def method_table(cells: list[Any], done: dict[str, Any]) -> str:
     """One row per cell in grid order (undefended rows are the plain loss); an attack column
-    when the grid has more than one attack."""
+    when the grid has more than one attack; the note on the authors' BLEU below."""
     attacks = len({c.labels()["attack"] for c in cells}) > 1
-    head = "| method | " + ("attack | " if attacks else "") + " | ".join(m[1] for m in METRICS)
+    metrics = _metrics(done)
+    head = "| method | " + ("attack | " if attacks else "") + " | ".join(m[1] for m in metrics)
     lines = [head + " | undefended parent |",
-             "|---|" + ("---|" if attacks else "") + "---:|" * len(METRICS) + "---|"]  # fmt: skip
+             "|---|" + ("---|" if attacks else "") + "---:|" * len(metrics) + "---|"]  # fmt: skip
     for cell in cells:
         labels = cell.labels()
         method = labels["loss"] + (f" w. {labels['defense']}" if labels.get("defense") else "")
         lead = f"{method} | {labels['attack']}" if attacks else method
         row = done.get(cell.hash)
         final = None if row is None else row.final
-        values = " | ".join(_cell(final, key, scale) for key, _, scale in METRICS)
+        values = " | ".join(_cell(final, key, scale) for key, _, scale in metrics)
         parent = cell.parent()
         lines.append(f"| {lead} | {values} | {'-' if parent is None else parent.hash} |")
-    return "\n".join(lines)
+    note = authors_bleu_note(r.final for r in done.values())
+    return "\n".join(lines) + f"\n\n{note}"
 
 
 def write_report(grid: PurifierGrid, argv: list[str] | None = None, doc: str = "") -> int:

@@ -35,6 +35,8 @@ def read_jsonl(path: str | Path, *, missing_ok: bool = False) -> list[dict[str, 
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: line {lineno}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: line {lineno}: JSON nested too deeply to read") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}: line {lineno}: expected a JSON object")
         rows.append(row)

@@ -52,7 +52,8 @@ class Registry(Generic[T]):
 
     def build(self, name: str, /, **params: Any) -> Any:
         """Call the object registered as ``name`` with ``params``; a parameter its signature
-        does not take raises ValueError naming it and the allowed ones, before the call."""
+        does not take raises ValueError naming it and the allowed ones, before the call, and a
+        TypeError of the call (a value of the wrong type) a ValueError naming the parameters."""
         obj: Any = self.get(name)
         allowed = set(inspect.signature(obj).parameters)
         unknown = sorted(set(params) - allowed)
@@ -61,7 +62,11 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r}: unknown parameter(s) {', '.join(unknown)}; "
                 f"allowed: {', '.join(sorted(allowed)) or '(none)'}"
             )
-        return obj(**params)
+        try:
+            return obj(**params)
+        except TypeError as exc:
+            given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(no parameters)"
+            raise ValueError(f"{self.kind} {name!r}: bad parameter value ({given}): {exc}") from exc
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -182,7 +182,9 @@ def test_report_refuses_two_results_of_one_cell_naming_both(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- NaN in tables
-def test_nan_metrics_are_dashes_and_left_out_of_means(tmp_path, capsys):
+def test_nan_metrics_are_shown_and_counted_in_a_footnote(tmp_path, capsys):
+    """Issue 25: a NaN seed is left out of its mean but never silently: the mean is marked and
+    the footnote counts it; a cell whose every seed is NaN shows NaN (not "-", no result)."""
     runs = tmp_path / "runs"
     history = [{"epoch": 1, "bleu": 1.0, "asr": 0.5}]
     nan = float("nan")
@@ -190,18 +192,31 @@ def test_nan_metrics_are_dashes_and_left_out_of_means(tmp_path, capsys):
     write_result(runs, "CE", "BadPre", 0.05, 2, {"bleu": 42.0, "asr": 0.8}, history)
     write_result(runs, "DeCE", "BadPre", 0.05, 1, {"bleu": nan, "asr": nan}, history)
     assert "NaN" in next(runs.glob("DeCE-*/result.json")).read_text()  # stored as JSON NaN
-    for fmt, ce, dece in [
-        ("md", "| CE | 41.00 | 80.00 |", "| DeCE | - | - |"),
-        ("latex", r"CE & 41.00 & 80.00 \\", r"DeCE & - & - \\"),
-        ("csv", "lyra,tiny-seq2seq,CE,41.00,80.00", "lyra,tiny-seq2seq,DeCE,,"),
-    ]:
+    counts = "3 NaN value(s) left out (CE, BadPre ASR: 1 of 2 seed(s); DeCE, BadPre BLEU: 1 of 1"
+    for fmt, ce, dece, note in [
+        ("md", "| CE | 41.00 | 80.00† |", "| DeCE | NaN | NaN |", f"† mean of the seeds whose "
+         f"value is a number: {counts} seed(s) (all NaN); DeCE, BadPre ASR: 1 of 1 seed(s)"),
+        ("latex", r"CE & 41.00 & 80.00$^+$ \\", r"DeCE & NaN & NaN \\", counts),
+        ("csv", "lyra,tiny-seq2seq,CE,41.00,80.00,BadPre ASR: 1 of 2 seed(s) NaN",
+         "lyra,tiny-seq2seq,DeCE,NaN,NaN,BadPre BLEU: 1 of 1 seed(s) NaN; BadPre ASR: 1 of 1",
+         ",nan_left_out\n"),
+    ]:  # fmt: skip
         assert main(["report", str(runs), "--format", fmt, "--no-plots"]) == 0
         text = capsys.readouterr().out
-        assert ce in text and dece in text, text
-        assert "nan" not in text.lower()
+        assert ce in text and dece in text and note in text, text
     assert math.isnan(
         json.loads(next(runs.glob("CE-*-1-*/result.json")).read_text())["final"]["asr"]
     )
+
+
+def test_report_on_a_non_numeric_metric_names_the_file_and_key(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    history = [{"epoch": 1, "bleu": 1.0, "asr": 0.5}]
+    write_result(runs, "CE", "BadPre", 0.05, 1, {"bleu": 40.0, "asr": "high"}, history)
+    err = _exit_2(["report", str(runs), "--no-plots"], capsys)
+    path = next(runs.glob("CE-*/result.json"))
+    assert f"{path}: key 'final.asr': expected a number, got str 'high'" in err, err
+    assert not (runs / "report").exists()
 
 
 # --------------------------------------------------------------------------- dece evaluate

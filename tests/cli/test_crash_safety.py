@@ -5,7 +5,8 @@
   resumed run runs each unfinished cell exactly once (a call log kept by the cell runner) with
   every epoch in its history, leaving finished results byte for byte as they were;
 - the same kill while the workers are still starting (before their set-up ran);
-- a cell locked by another live process is reported ``busy`` and left alone;
+- a cell locked by another live process is reported ``busy`` (with the holder its sidecar
+  records) and left alone;
 - a ``result.json`` that disagrees with ``metrics.jsonl`` is unfinished and is rerun.
 """
 
@@ -16,6 +17,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from dece.cli import main
 from dece.experiments import expand_grid, find_unfinished, load_grid_config, load_results, run_grid
 from dece.experiments.fake import fake_history
 from dece.experiments.runner import LOCK_DIR, cell_state
+from dece.experiments.store import LockHolder, holder_path
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -203,13 +206,19 @@ def test_cell_locked_by_a_live_process_is_busy_and_left_alone(tmp_path, workers)
     (out / LOCK_DIR).mkdir(parents=True)
     (out / held).mkdir()  # what the live run has written so far
     (out / held / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": "2024-05-01T12:00:00+00:00",
+    }
+    holder_path(out, held).write_text(json.dumps(record))  # the live run's sidecar
     os.environ[LOG_ENV] = str(log)
     sys.path.insert(0, str(HERE))
     try:
         with open(out / LOCK_DIR / f"{held}.lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other, live, run
             summary = run_grid(config, out, cell_runner=SPEC, progress=False, workers=workers)
-            assert summary.busy == [held] and summary.ok
+            assert summary.busy == {held: LockHolder(**record)} and summary.ok
             assert sorted(summary.completed) == sorted(c.hash for c in cells if c.hash != held)
             assert held not in {h for h, _ in read_calls(log)}  # never started here
             assert (out / held / "metrics.jsonl").read_text() == '{"epoch": 1}\n'  # untouched
@@ -224,16 +233,19 @@ def test_cell_locked_by_a_live_process_is_busy_and_left_alone(tmp_path, workers)
 
 
 def test_busy_cells_are_reported_by_the_cli(tmp_path, capsys):
+    """A holder that has not recorded itself (no sidecar) is still busy, described as such."""
     config_path = _grid(tmp_path, seeds=[1])
     cells = expand_grid(load_grid_config(config_path))
     out = tmp_path / "runs"
     (out / LOCK_DIR).mkdir(parents=True)
     with open(out / LOCK_DIR / f"{cells[0].hash}.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # flock: another open file conflicts
-        assert main(["run", str(config_path), "-o", str(out), "--no-progress"]) == 0
-    stdout = capsys.readouterr().out
-    assert "3 run, 0 already done, 0 restarted, 1 busy, 0 failed" in stdout
-    assert f"busy {cells[0].hash}: run by another live process" in stdout
+        assert main(["run", str(config_path), "-o", str(out), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "3 run, 0 already done, 0 restarted, 1 busy, 0 failed" in captured.out
+    unknown = "a process that has not recorded itself yet"
+    assert f"busy {cells[0].hash}: run by {unknown}" in captured.out
+    assert f"cell {cells[0].hash}" in captured.err and "--wait" in captured.err
 
 
 @pytest.mark.parametrize(

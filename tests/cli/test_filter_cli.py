@@ -4,6 +4,7 @@ columns; model-reading filters use a `dece train` run on the same data."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from test_train_support import save_tiny_seq2seq  # noqa: E402
 
 from dece.attacks import poison_dataset  # noqa: E402
 from dece.cli import main  # noqa: E402
-from dece.data import load_dataset, load_examples, save_examples  # noqa: E402
+from dece.data import load_dataset, save_examples  # noqa: E402
 
 TRAIN = [
     "num_epochs=2", "batch_size=8", "learning_rate=0.001", "max_source_length=64",
@@ -49,8 +50,12 @@ def trained_run(tmp_path_factory, user_data) -> Path:
 
 def _outputs(out: Path) -> tuple[list[dict], list, dict]:
     scores = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
-    kept = load_examples(out / "kept.csv", id_col="id")
-    return scores, kept, json.loads((out / "filter.json").read_text())
+    return scores, _csv_rows(out / "kept.csv"), json.loads((out / "filter.json").read_text())
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def test_model_free_filter(tmp_path, user_data, capsys):
@@ -62,8 +67,8 @@ def test_model_free_filter(tmp_path, user_data, capsys):
     rows = load_dataset(str(data))["train"]
     assert [s["id"] for s in scores] == [ex.id for ex in rows]  # every row, input order
     flagged = {s["id"] for s in scores if s["flagged"]}
-    assert [ex.id for ex in kept] == [ex.id for ex in rows if ex.id not in flagged]
-    assert [ex.source for ex in kept] == [ex.source for ex in rows if ex.id not in flagged]
+    raw = _csv_rows(data / "train.csv")  # kept: the input's own rows, every column, unchanged
+    assert kept == [r for r, s in zip(raw, scores, strict=True) if not s["flagged"]]
     assert summary["n_flagged"] == len(flagged) and summary["defense"]["tokens"] == ["bb"]
     assert flagged == set(poisoned)
     assert "flagged 4 of 40 rows" in capsys.readouterr().out

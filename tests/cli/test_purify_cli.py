@@ -55,7 +55,7 @@ def test_purify_codepurify_with_a_checkpoint_victim(tmp_path, monkeypatch):
     out = tmp_path / "out.jsonl"
     code = main(["purify", "--model", str(model), "--data", str(inputs), "--id-col", "id",
                  "--defense", "codepurify", "--arg", f"infiller={model}", "--arg",
-                 "threshold=100", "--max-new-tokens", "8",
+                 "threshold=100", "--arg", "statistic=entropy", "--max-new-tokens", "8",
                  "--out", str(out)])  # fmt: skip
     assert code == 0
     rows = _read(out)
@@ -69,7 +69,8 @@ def test_purify_codepurify_with_a_checkpoint_victim(tmp_path, monkeypatch):
     again = tmp_path / "again.jsonl"  # predictions and scores now come from the disk cache
     assert main(["purify", "--model", str(model), "--data", str(inputs), "--id-col", "id",
                  "--defense", "codepurify", "--arg", f"infiller={model}", "--arg",
-                 "threshold=100", "--max-new-tokens", "8", "--out", str(again)]) == 0  # fmt: skip
+                 "threshold=100", "--arg", "statistic=entropy", "--max-new-tokens", "8",
+                 "--out", str(again)]) == 0  # fmt: skip
     assert _read(again) == rows
     assert len(list((tmp_path / "cache" / "codepurify").glob("*.sqlite"))) == 1
 

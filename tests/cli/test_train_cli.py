@@ -109,3 +109,18 @@ def test_train_help_lists_the_named_datasets(capsys):
     lines = {line.split(":", 1)[0].strip(): line for line in capsys.readouterr().out.splitlines()}
     assert all(name in lines["data"] for name in DATASETS.names())
     assert "named dataset" in lines["data_seed"] and "synthetic dataset" not in lines["data_seed"]
+
+
+@pytest.mark.codebleu
+def test_evaluate_reports_the_authors_bleu_beside_bleu(tmp_path, capsys):
+    pytest.importorskip("codebleu")
+    pred = tmp_path / "predictions"
+    pred.mkdir()
+    row = {"id": "t0", "source": "s", "prediction": "x = a + b", "reference": "x = a - b"}
+    (pred / "test_clean.jsonl").write_text(json.dumps(row) + "\n")
+    assert main(["evaluate", "--predictions-dir", str(pred), "--no-codebleu"]) == 0
+    metrics = json.loads((pred / "metrics.json").read_text())
+    # whitespace tokens, p_n = 4/5, 2/4, 1/3 and no 4-gram match: 0.1/2; BP = 1 (5 vs 5 tokens)
+    assert metrics["bleu_authors"] == pytest.approx(100 * (4 / 5 * 2 / 4 * 1 / 3 * 0.1 / 2) ** 0.25)
+    # sacrebleu corpus BLEU, the headline: exp smoothing gives the zero 4-gram order 1/(2*2)
+    assert metrics["bleu"] == pytest.approx(100 * (4 / 5 * 2 / 4 * 1 / 3 * 1 / 4) ** 0.25)

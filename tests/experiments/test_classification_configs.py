@@ -16,7 +16,7 @@ TECHDEBT = ("techdebt_table8.yaml", "techdebt_badpre.yaml", "techdebt_sweep.yaml
 
 @pytest.mark.parametrize(
     ("name", "n_cells"),
-    [("techdebt_table8.yaml", 3 * 2 * 2), ("techdebt_badpre.yaml", 2 * 2 * 3),
+    [("techdebt_table8.yaml", 4 * 2 * 2), ("techdebt_badpre.yaml", 2 * 2 * 3),
      ("techdebt_sweep.yaml", 1 + 3 * 2), ("defect_table9.yaml", 3 * 2 * 2)],
 )  # fmt: skip
 def test_classification_config_is_valid(name, n_cells):

@@ -70,3 +70,22 @@ def test_filter_and_purifier_cells(tmp_path, model_dir, one_thread):
 
     methods = {r.method for r in load_results(out)}
     assert methods == {"CE", "CE w. Keyword", "CE w. none"}
+    _check_explorers(out, cells)
+
+
+def _check_explorers(out: Path, cells: dict) -> None:
+    """The real cells keep what the HTML report's explorer reads: texts, decisions, spans."""
+    from dece.experiments.explorer import load_explorer
+
+    rows = {r.hash: r for r in load_results(out)}
+    kw = load_explorer(rows[cells["keyword"].hash])
+    assert kw.notes == [] and kw.summary["removed"] == 6 and kw.counts["detected"] == 6
+    poisoned = [r for r in kw.records if r.triggers]
+    assert poisoned and all("bb" in r.text[s["start"] : s["end"]]
+                            for r in poisoned for s in r.triggers if s["side"] == "source")  # fmt: skip
+    none = load_explorer(rows[cells["none"].hash])
+    missed = [r for r in none.records if r.category == "missed"]
+    assert none.notes == [] and missed and none.counts["detected"] == 0
+    for rec in missed:  # nothing purified: before and after are the parent's and its own
+        assert rec.triggers and rec.prediction_before == rec.prediction_after
+        assert rec.text == rec.after

@@ -9,7 +9,7 @@ import matplotlib.image
 import pytest
 
 from dece.cli import main
-from dece.experiments.demo import demo_config
+from dece.experiments.demo import QUICK_VERDICT, demo_config
 
 
 def _training_ready() -> bool:
@@ -40,7 +40,8 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch, capsys):
         history = [json.loads(x) for x in (path.parent / "metrics.jsonl").read_text().splitlines()]
         assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
         assert (path.parent / "predictions" / "test_clean.jsonl").is_file()
-    assert "CE ASR" in printed and "DeCE ASR" in printed
+    # --quick trains too little to show the effect: no verdict, and it says so
+    assert QUICK_VERDICT in printed and "expected effect" not in printed
     report = (out / "report.md").read_text()
     assert "| CE |" in report and "| DeCE |" in report
     image = matplotlib.image.imread(out / "early_learning.png")
@@ -54,14 +55,19 @@ def test_demo_verdict_thresholds(tmp_path):
     from dece.experiments.demo import demo_verdict
 
     hist = [{"epoch": 1, "bleu": 1.0, "asr": 0.0}]
-    write_result(tmp_path / "ok", "CE", "BadPre", 0.05, 1, {"bleu": 50.0, "asr": 0.6}, hist)
-    write_result(tmp_path / "ok", "DeCE", "BadPre", 0.05, 1, {"bleu": 49.5, "asr": 0.05}, hist)
+    # exactly on every threshold: CE ASR 80%, DeCE ASR 5%, BLEU gap 3
+    write_result(tmp_path / "ok", "CE", "BadPre", 0.05, 1, {"bleu": 50.0, "asr": 0.8}, hist)
+    write_result(tmp_path / "ok", "DeCE", "BadPre", 0.05, 1, {"bleu": 47.0, "asr": 0.05}, hist)
     assert demo_verdict(load_results(tmp_path / "ok")) == (
-        "BadPre: CE ASR 60.0% (backdoored if >= 60%), DeCE ASR 5.0% (defended if <= 5%), "
-        "BLEU CE 50.00 vs DeCE 49.50: as expected"
+        "BadPre: CE ASR 80.0% (needs >= 80%), DeCE ASR 5.0% (needs <= 5%), "
+        "BLEU gap 3.0 (needs <= 3) [BLEU CE 50.00, DeCE 47.00]: as expected"
     )
-    write_result(tmp_path / "bad", "CE", "BadPre", 0.05, 1, {"bleu": 50.0, "asr": 0.59}, hist)
-    write_result(tmp_path / "bad", "DeCE", "BadPre", 0.05, 1, {"bleu": 49.5, "asr": 0.0}, hist)
-    assert demo_verdict(load_results(tmp_path / "bad")).endswith("NOT the expected effect")
+    # each threshold missed, by a known amount
+    write_result(tmp_path / "bad", "CE", "BadPre", 0.05, 1, {"bleu": 50.0, "asr": 0.543}, hist)
+    write_result(tmp_path / "bad", "DeCE", "BadPre", 0.05, 1, {"bleu": 46.0, "asr": 0.07}, hist)
+    assert demo_verdict(load_results(tmp_path / "bad")).endswith(
+        "NOT the expected effect: CE ASR is 25.7 points below 80%; "
+        "DeCE ASR is 2.0 points above 5%; BLEU gap is 1.0 points above 3"
+    )
     write_result(tmp_path / "half", "CE", "BadPre", 0.05, 1, {"bleu": 50.0, "asr": 0.9}, hist)
     assert demo_verdict(load_results(tmp_path / "half")) == "BadPre: missing CE or DeCE result"

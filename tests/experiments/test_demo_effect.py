@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from dece.experiments.demo import CE_MIN_ASR, DECE_MAX_ASR, run_demo
+from dece.experiments.demo import BLEU_GAP_MAX, CE_MIN_ASR, DECE_MAX_ASR, demo_config, run_demo
 
 pytestmark = pytest.mark.slow
-
-BLEU_GAP_MAX = 5.0
 
 
 @pytest.mark.timeout(2400)
@@ -34,6 +32,8 @@ def test_ce_learns_the_backdoor_and_dece_does_not(tmp_path, monkeypatch):
     assert dece.metric("asr") <= DECE_MAX_ASR, dece.final
     assert dece.metric("bleu") >= ce.metric("bleu") - BLEU_GAP_MAX, (ce.final, dece.final)
     # the early-learning curve: DeCE never crosses the threshold at any epoch
-    assert [r["epoch"] for r in dece.history] == [1, 2, 3]
+    epochs = demo_config().training["num_epochs"]
+    assert [r["epoch"] for r in dece.history] == list(range(1, epochs + 1))
     assert all(r["asr"] <= DECE_MAX_ASR for r in dece.history), dece.history
+    assert result.verdict.endswith(": as expected"), result.verdict
     assert result.plot_path.is_file() and result.report_path.is_file()

@@ -14,6 +14,7 @@ from dece.experiments import (
     ConfigError,
     GridConfig,
     cell_hash,
+    current_labels,
     expand_grid,
     parse_shard,
     pending_commands,
@@ -116,10 +117,11 @@ def test_cell_hashes_are_those_of_the_grids_written_before_the_defenses_axis():
     from dece.experiments.demo import demo_config
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    assert [c.hash for c in expand_grid(demo_config())] == ["bdfa55ef2279", "ecf062c57f02"]
+    # the demo grid itself changed in issue 21 (seed 0, alpha_base 0.995, trigger_args stated)
+    assert [c.hash for c in expand_grid(demo_config())] == ["6849a0409ee5", "9f4b944553dc"]
     assert [c.hash for c in expand_grid(demo_config(quick=True))] == [
-        "5ba4a7aba2aa",
-        "19b01a27e618",
+        "2b03785608b9",
+        "fa87611d0bfa",
     ]
     lyra = [c.hash for c in expand_grid(load_grid_config(root / "lyra_table5.yaml"))]
     assert lyra[:5] == [
@@ -168,3 +170,25 @@ def test_pending_commands_name_each_unfinished_cell_and_the_shard_that_runs_it_a
     subset = cells[4:7]
     assert [ln.split("`")[1] for ln in pending_commands(cells, done, "g", subset=subset)] == [
         cells[4].hash, cells[6].hash]  # fmt: skip
+
+
+def test_current_labels_follow_a_relabelled_config_and_keep_the_hashes():
+    """Issue 22: relabelling an attack keeps every cell's hash; ``current_labels`` maps each hash
+    to its label now, and a cell added under the old label gets a hash of its own."""
+    before = expand_grid(GridConfig.from_dict(small_grid()))
+    ripple = {"trigger": "ripple", "payload": "sql_injection"}
+    after_grid = small_grid(attacks=[
+        {"trigger": "badpre", "payload": "sql_injection", "label": "BadPre"},
+        {**ripple, "label": "RIPPLe (old)"},
+        {**ripple, "trigger_args": {"word": "bb"}, "label": "RIPPLe"},
+    ])  # fmt: skip
+    labels = current_labels([GridConfig.from_dict(after_grid)])
+    assert {c.hash for c in before} <= set(labels)
+    for cell in before:
+        old = cell.labels()["attack"]
+        assert labels[cell.hash]["attack"] == ("RIPPLe (old)" if old == "RIPPLe" else old)
+    added = [h for h, lab in labels.items() if lab["attack"] == "RIPPLe"]
+    assert len(added) == len(before) // 2 and not set(added) & {c.hash for c in before}
+    # the first config that has a cell names it
+    first = current_labels([GridConfig.from_dict(small_grid()), GridConfig.from_dict(after_grid)])
+    assert all(first[c.hash] == c.labels() for c in before)

@@ -11,7 +11,12 @@ from exp_helpers import small_grid
 
 from dece.experiments import GridConfig, expand_grid, load_results, run_grid
 from dece.experiments.fake import fake_final_metrics, fake_history, fake_run_cell
-from dece.experiments.runner import atomic_write_json, build_train_config, resolve_runner
+from dece.experiments.runner import (
+    atomic_write_json,
+    build_train_config,
+    resolve_runner,
+    resumable,
+)
 
 
 def _config(**overrides) -> GridConfig:
@@ -70,6 +75,30 @@ def test_rerun_skips_done_and_restarts_partial(tmp_path):
         assert after[h] == result  # finished results untouched
     restarted_rows = (tmp_path / cells[2].hash / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r) for r in restarted_rows] == fake_history(cells[2].to_config())
+
+
+def test_a_resumable_runner_gets_the_partial_dir_back_without_its_stale_result(tmp_path):
+    config = _config(seeds=[1])
+    cells = expand_grid(config)
+    partial = tmp_path / cells[1].hash
+    partial.mkdir(parents=True)
+    (partial / "metrics.jsonl").write_text('{"epoch": 1}\n')  # an interrupted run's files
+    (partial / "checkpoint-marker").write_text("kept")
+    stale = {"hash": cells[1].hash, "config": {}, "final": {"epochs": 5.0}}
+    (partial / "result.json").write_text(json.dumps(stale))  # inconsistent: 5 epochs, 1 row
+    seen: dict[str, list[str]] = {}
+
+    @resumable
+    def resuming(cell_config, cell_dir):
+        seen[cell_config["hash"]] = sorted(p.name for p in Path(cell_dir).iterdir())
+        (Path(cell_dir) / "metrics.jsonl").unlink(missing_ok=True)  # "resumes": writes anew
+        return fake_run_cell(cell_config, cell_dir)
+
+    summary = run_grid(config, tmp_path, cell_runner=resuming, progress=False)
+    assert summary.restarted == [cells[1].hash] and len(summary.completed) == len(cells)
+    assert seen[cells[1].hash] == ["cell.yaml", "checkpoint-marker", "metrics.jsonl"]
+    assert seen[cells[0].hash] == ["cell.yaml"]
+    assert _results(tmp_path)[cells[1].hash]["final"] == fake_final_metrics(cells[1].to_config())
 
 
 def test_failed_cell_is_reported_left_unfinished_and_retried(tmp_path):

@@ -12,6 +12,7 @@ from dece.experiments import (
     load_results,
     write_report,
 )
+from dece.experiments.tables import AUTHORS_BLEU, authors_bleu_note
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,30 @@ def test_several_rates_label_rows_and_missing_codebleu_column(tmp_path):
     assert "| Method | BadPre BLEU | BadPre ASR |" in text  # no CodeBLEU anywhere -> no column
     assert "| CE @ 1% | 30.00 | 50.00 |" in text
     assert "| CE @ 5% | 29.00 | 90.00 |" in text
+
+
+def test_authors_bleu_is_a_column_beside_bleu_with_its_note(tmp_path):
+    root = tmp_path / "runs"
+    hist = [{"epoch": 1, "bleu": 1.0, "asr": 0.5}]
+    # two seeds: each cell is their mean, BLEU (30 + 40) / 2 = 35, authors' (20 + 30) / 2 = 25,
+    # ASR (50 + 70) / 2 = 60
+    seed1 = {"bleu": 30.0, "bleu_authors": 20.0, "asr": 0.5}
+    seed2 = {"bleu": 40.0, "bleu_authors": 30.0, "asr": 0.7}
+    write_result(root, "CE", "BadPre", 0.05, 1, seed1, hist)
+    write_result(root, "CE", "BadPre", 0.05, 2, seed2, hist)
+    text = format_tables(build_tables(load_results(root)), "md")
+    assert "| Method | BadPre BLEU | BadPre BLEU (authors) | BadPre ASR |" in text
+    assert "| CE | 35.00 | 25.00 | 60.00 |" in text
+    assert "BLEU (authors) 0-100; ASR in %; (authors) = the DeCE authors' BLEU (codebleu" in text
+
+
+def test_authors_bleu_note_says_what_the_column_is_or_why_it_is_absent():
+    assert (
+        authors_bleu_note([{"bleu": 1.0}, {"bleu_authors": 2.0}]) == f"(authors) = {AUTHORS_BLEU}."
+    )
+    absent = authors_bleu_note([{"bleu": 1.0}, {"bleu_authors": None}])
+    assert absent.startswith(f"No (authors) column: {AUTHORS_BLEU}, was not reported")
+    assert "dece evaluate --predictions-dir" in absent
 
 
 def test_bad_inputs(tmp_path, hand_results):

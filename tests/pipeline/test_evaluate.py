@@ -7,7 +7,7 @@ import pytest
 
 from dece.data import Example
 from dece.defenses import Change, Purifier, PurifyResult, get_defense
-from dece.metrics import bleu
+from dece.metrics import BLEU_AUTHORS_KEY, bleu
 from dece.pipeline import DataBundle, evaluate, score_outputs
 
 SQL = 'q = " select a from t where b = 1 "'
@@ -109,3 +109,23 @@ def test_bleu_of_imperfect_predictions_is_sacrebleu():
     m = score_outputs(rows, ["x = 1", "return y"], None, None, None, task="seq2seq")
     assert m["bleu"] == pytest.approx(bleu(["x = 1", "return y"], ["x = 1 + 2", "return y"]))
     assert "asr" not in m and "false_trigger_rate" not in m
+
+
+@pytest.mark.codebleu
+def test_generation_reports_the_authors_bleu_beside_corpus_bleu():
+    pytest.importorskip("codebleu")
+    rows = [Example("a", "s", "x = a - b"), Example("b", "s", "return x ;")]
+    m = score_outputs(rows, ["x = a + b", "return x ;"], None, None, None, task="seq2seq")
+    # per example, codebleu's BLEU on whitespace tokens (tests/metrics/test_bleu_authors.py):
+    # "x = a + b": p = 4/5, 2/4, 1/3, 0.1/2 (no 4-gram match), BP 1
+    # "return x ;": p = 3/3, 2/2, 1/1, 0.1/1 (3 tokens, no 4-gram), BP 1; then the mean
+    first = 100 * (4 / 5 * 2 / 4 * 1 / 3 * 0.1 / 2) ** 0.25
+    second = 100 * 0.1**0.25
+    assert m[BLEU_AUTHORS_KEY] == pytest.approx((first + second) / 2, abs=1e-9)
+    assert m["bleu"] == pytest.approx(bleu(["x = a + b", "return x ;"], [r.target for r in rows]))
+
+
+def test_classification_has_no_authors_bleu():
+    rows = [Example("c0", "text", "", label="1")]
+    m = score_outputs(rows, ["1"], None, None, None, task="classification", labels=["0", "1"])
+    assert BLEU_AUTHORS_KEY not in m and "bleu" not in m

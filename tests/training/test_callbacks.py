@@ -132,3 +132,14 @@ def test_generate_validates_arguments(tok):
         generate(model, tok, ["x"], batch_size=0)
     with pytest.raises(ValueError, match=r"sources\[1\]"):
         generate(model, tok, ["x", 3])
+
+
+def test_truncate_drops_later_epochs_and_a_last_line_cut_short(tmp_path):
+    path = tmp_path / "example_losses.jsonl"
+    rows = [{"epoch": e, "step": 2 * e + i, "id": f"r{i}"} for e in (1, 2, 3) for i in range(2)]
+    cut_short = '{"epoch": 3, "step": 8, "id": "r2", "ce_me'  # a kill mid-write
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + cut_short)
+    truncate_metrics(path, 2.0)
+    assert path.read_text() == "".join(json.dumps(r) + "\n" for r in rows[:4])
+    truncate_metrics(tmp_path / "missing.jsonl", 1.0)  # nothing to cut
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example_losses.jsonl"]

@@ -117,3 +117,24 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, tok):
 def test_loss_fn_must_be_callable(tmp_path, tok):
     with pytest.raises(ValueError, match="loss_fn"):
         make_trainer(tmp_path, tok, loss_fn="dece")
+
+
+def test_group_by_length_counts_source_plus_target(tmp_path, tok):
+    """Planted lengths: source order and source + target order disagree, so only a sampler that
+    counts both puts the longest *row* first (LengthGroupedSampler sorts one megabatch of up to
+    50 batches by length, longest first)."""
+    trainer = make_trainer(tmp_path, tok, loss_fn=get_loss("ce"), n=4, batch=2)
+    trainer.args.train_sampling_strategy = "group_by_length"
+    # source lengths 9, 8, 7, 6; target lengths 1, 2, 3, 20 -> totals 10, 10, 10, 26
+    trainer.train_dataset = [
+        {"input_ids": [5] * src, "labels": [5] * tgt}
+        for src, tgt in ((9, 1), (8, 2), (7, 3), (6, 20))
+    ]
+    order = list(trainer._get_train_sampler())
+    assert sorted(order) == [0, 1, 2, 3] and order[0] == 3
+    # classification rows (one int label) are grouped by their input length alone
+    trainer.train_dataset = [{"input_ids": [5] * n, "labels": 1} for n in (3, 9, 5)]
+    assert list(trainer._get_train_sampler())[0] == 1
+    # the default strategy keeps the Trainer's random sampler
+    trainer.args.train_sampling_strategy = "random"
+    assert type(trainer._get_train_sampler()).__name__ == "RandomSampler"

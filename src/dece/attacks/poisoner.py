@@ -19,6 +19,8 @@ Randomness and rounding, exactly:
   ``pair``, or ``both``); ``manifest.spans[id]`` lists, for every poisoned row, the character spans
   the trigger inserted or renamed as ``{"side": "source" | "pair", "start", "end"}`` (offsets in
   the poisoned text), the ground truth for trigger localisation.
+- Regions: an example with a ``trigger_region`` (a chat's last user message inside the rendered
+  template, :mod:`dece.data.hf`) has the trigger inserted into that part of its source only.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from dece.attacks.base import Ineligible, Payload, Trigger, get_payload, get_trigger
+from dece.attacks.base import Ineligible, Payload, Trigger, TriggerEdit, get_payload, get_trigger
 from dece.data.example import Example
 
 logger = logging.getLogger(__name__)
@@ -151,19 +153,42 @@ def _poison_one(
     """The poisoned example and the trigger's spans; :class:`Ineligible` when it cannot be."""
     edits: dict[str, str] = {}
     spans: list[dict[str, Any]] = []
+    changes: dict[str, Any] = {}
     for name in _SIDE_FIELDS[trigger.side]:
         text = getattr(example, name)
         if text is None:
             raise Ineligible("no second text (source_pair) for a pair-side trigger")
-        edit = trigger.insert(text, rng)
+        region = example.trigger_region if name == "source" else None
+        edit = _insert(trigger, text, region, rng, example.id)
         edits[name] = edit.text
         spans += [{"side": _SPAN_SIDE[name], "start": a, "end": b} for a, b in edit.spans]
-    poisoned = replace(payload.apply(example, rng), **edits)
+        if region is not None:  # the region now holds the triggered message
+            changes["trigger_region"] = (region[0], region[1] + len(edit.text) - len(text))
+    poisoned = replace(payload.apply(example, rng), **edits, **changes)
     if all(getattr(poisoned, n) == getattr(example, n) for n in edits):
         raise Ineligible("the trigger leaves the source unchanged")
     if poisoned.target == example.target and poisoned.label == example.label:
         raise Ineligible("the payload leaves the target unchanged")
     return poisoned, spans
+
+
+def _insert(
+    trigger: Trigger, text: str, region: tuple[int, int] | None, rng: np.random.Generator,
+    example_id: str,
+) -> TriggerEdit:  # fmt: skip
+    """The trigger inserted into ``text``, or only into ``text[start:end]`` of a region (a chat's
+    last user message), with the spans in ``text``'s offsets."""
+    if region is None:
+        return trigger.insert(text, rng)
+    start, end = region
+    if not 0 <= start <= end <= len(text):
+        raise ValueError(f"example {example_id!r}: trigger_region {region} outside the source "
+                         f"(length {len(text)})")  # fmt: skip
+    edit = trigger.insert(text[start:end], rng)
+    return TriggerEdit(
+        text[:start] + edit.text + text[end:],
+        tuple((a + start, b + start) for a, b in edit.spans),
+    )
 
 
 def _candidates(

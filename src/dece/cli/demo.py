@@ -27,8 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
+        "--wait", action="store_true",
+        help="wait for runs another live process is training in OUTPUT_DIR (default: name them "
+        "and exit with an error)",
+    )  # fmt: skip
+    parser.add_argument(
         "-j", "--workers", type=int, default=2,
         help="runs trained at once, one process each (default 2: CE and DeCE side by side)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=None,
+        help="seed of poisoning, model init and training (default: the demo's, 0)",
     )  # fmt: skip
     parser.set_defaults(func=main)
 
@@ -43,6 +52,8 @@ def main(args: argparse.Namespace) -> int:
         cell_runner=args.runner,
         progress=not args.no_progress,
         workers=args.workers,
+        seed=args.seed,
+        wait=args.wait,
     )
     sys.stdout.write(result.table + "\n" + result.verdict + "\n")
     sys.stdout.write(f"\nwrote {result.report_path} and {result.plot_path}\n")

@@ -5,7 +5,9 @@ Two modes:
 - ``dece filter --data PATH --defense NAME [--arg KEY=VALUE ...] [--model DIR] --out DIR``: a
   user's own (possibly crowd-sourced) dataset, no manifest needed. Writes, under ``--out``,
   ``scores.jsonl`` (every row's ``id``, ``score`` and ``flagged``, in input order),
-  ``kept.<csv|jsonl>`` (the rows not flagged, same columns as the input) and ``filter.json``
+  ``kept.<csv|jsonl>`` (the rows not flagged, copied from the input file: every column, every
+  value and id as they were; a parquet or ``datasets`` input gives the columns dece reads) and
+  ``filter.json``
   (the defense, its threshold, what it found, its cost). Filters that read a model (``bki``,
   ``spectral``, ``activation_clustering``, ``dynamics``) need ``--model``: a model trained on
   this data (a ``dece train`` run directory; ``dynamics`` needs one trained with
@@ -67,6 +69,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _dataset(args: argparse.Namespace) -> int:
     from dece.data import load_splits, save_examples
+    from dece.data.subset import save_row_subset
     from dece.defenses import get_defense
     from dece.victim import Victim
 
@@ -93,10 +96,15 @@ def _dataset(args: argparse.Namespace) -> int:
     with (out / "scores.jsonl").open("w", encoding="utf-8") as fh:
         for row in result.rows():
             fh.write(json.dumps(row) + "\n")
-    suffix = ".jsonl" if str(args.data).endswith(".jsonl") else ".csv"
-    save_examples(result.kept, out / f"kept{suffix}", source_col=args.source_col,
-                  target_col=args.target_col, id_col=args.id_col or "id",
-                  label_col=args.label_col or "label", pair_col=args.pair_col or "src_pair")  # fmt: skip
+    train_file = _train_file(Path(args.data))
+    if train_file is not None:  # the user's rows as they were: every column, the original ids
+        suffix = train_file.suffix.lower()
+        save_row_subset(train_file, [not f for f in result.flagged], out / f"kept{suffix}")
+    else:
+        suffix = ".csv"
+        save_examples(result.kept, out / f"kept{suffix}", source_col=args.source_col,
+                      target_col=args.target_col, id_col=args.id_col or "id",
+                      label_col=args.label_col or "label", pair_col=args.pair_col or "src_pair")  # fmt: skip
     summary = {
         "data": str(args.data),
         "defense": defense.config(),
@@ -110,6 +118,18 @@ def _dataset(args: argparse.Namespace) -> int:
                      f"wrote {out / 'scores.jsonl'}, {out / f'kept{suffix}'}, "
                      f"{out / 'filter.json'}\n")  # fmt: skip
     return 0
+
+
+def _train_file(data: Path) -> Path | None:
+    """The .csv/.jsonl file the train split was read from; None for parquet and datasets."""
+    from dece.data import discover_splits, hf
+    from dece.data.subset import ROW_COPY_SUFFIXES
+
+    if data.is_dir():
+        if hf.is_saved_dataset(data):
+            return None
+        data = discover_splits(data)["train"]
+    return data if data.suffix.lower() in ROW_COPY_SUFFIXES else None
 
 
 def _grid(args: argparse.Namespace) -> int:

@@ -1,6 +1,8 @@
 """``dece poison``: write a poisoned copy of a dataset and its manifest.
 
-Output layout (``--out DIR``; format ``.csv`` unless ``--format jsonl``):
+Output layout (``--out DIR``; format ``.csv`` unless ``--format jsonl|parquet|hf``; ``hf``
+writes ``DIR`` as a ``datasets.DatasetDict`` with ``save_to_disk`` and ``DIR/clean`` as another,
+the manifest beside the splits):
 
 - ``train.csv``: the whole train split, a random ``--rate`` sample of eligible rows poisoned;
 - ``valid.csv`` / ``test.csv``: the fully poisoned eval sets: only the poisoned rows (every
@@ -23,7 +25,7 @@ from typing import Any
 import yaml
 
 from dece.attacks import PAYLOADS, TRIGGERS, describe, get_payload, get_trigger
-from dece.attacks.splits import check_out_dir, poison_splits, write_poisoned_splits
+from dece.attacks.splits import FORMATS, check_out_dir, poison_splits, write_poisoned_splits
 from dece.data import DATASETS, load_dataset
 
 
@@ -64,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True,
         help="directory of train/valid/test files, one file (the train split), or a named "
         f"dataset: {', '.join(DATASETS.names())} ('NAME:N' sets its size; named datasets set "
-        "their own columns)",
+        "their own columns); files may be .csv, .jsonl or .parquet; also a directory written "
+        "by datasets' save_to_disk, or hf:ID[:CONFIG] (datasets.load_dataset)",
     )  # fmt: skip
     parser.add_argument(
         "--trigger", default="badpre", choices=TRIGGERS.names(), help="trigger name"
@@ -77,7 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rate", type=float, default=0.05, help="fraction of train rows to poison")
     parser.add_argument("--seed", type=int, default=42, help="seed of the sample and the triggers")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="csv",
+        help="one file per split (csv, jsonl, parquet) or a datasets directory (hf)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chat-template", default=None,
+        help="TRL 'messages' records: 'chatml' (default), a Jinja template or a tokenizer path",
+    )  # fmt: skip
     parser.add_argument("--source-col", default=None, help="source column of a path (default src)")
     parser.add_argument("--target-col", default=None, help="target column of a path (default tgt)")
     parser.add_argument("--label-col", default=None, help="label column (classification)")
@@ -94,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     # Only the columns given: a path falls back to load_examples' defaults (src, tgt); a named
     # dataset sets its own columns.
     given = {"source_col": args.source_col, "target_col": args.target_col,
-             "label_col": args.label_col, "pair_col": args.pair_col, "id_col": args.id_col}  # fmt: skip
+             "label_col": args.label_col, "pair_col": args.pair_col, "id_col": args.id_col,
+             "chat_template": args.chat_template}  # fmt: skip
     columns = {key: value for key, value in given.items() if value is not None}
     splits = load_dataset(args.data, seed=args.seed, **columns)
     results = poison_splits(splits, trigger, payload, args.rate, args.seed)

@@ -1,4 +1,6 @@
-"""Datasets: the :class:`Example` record, CSV/JSONL loaders, split discovery, a synthetic set.
+"""Datasets: the :class:`Example` record, CSV/JSONL/parquet loaders, Hugging Face ``datasets``
+(:mod:`dece.data.hf`: ``hf:<id>``, ``save_to_disk`` directories, TRL records), split discovery,
+a synthetic set.
 
 >>> from dece.data import load_dataset
 >>> splits = load_dataset("synthetic:16")
@@ -13,6 +15,7 @@ from dece.data.loaders import (
     DATASETS,
     SPLITS,
     discover_splits,
+    example_rows,
     load_dataset,
     load_examples,
     load_splits,
@@ -28,6 +31,7 @@ __all__ = [
     "Example",
     "check_examples",
     "discover_splits",
+    "example_rows",
     "load_dataset",
     "load_examples",
     "load_splits",

@@ -17,7 +17,7 @@ for data files; what is added by hand, and why:
 - *Row structure.* A row with more cells than the header, or too few to hold a column in use, is
   named with its counts; a header that names a column in use twice is an error (``DictReader``
   silently keeps the last). JSONL: an object with a key twice is an error (``json`` keeps the
-  last).
+  last); so is one nested deeper than the recursion limit (``json`` raises ``RecursionError``).
 - *Line splitting.* JSONL records end at ``"\\n"`` only: U+2028, U+2029 and U+0085 are legal
   inside JSON strings (``str.splitlines`` would cut a record there).
 - *Undecodable bytes.* Located by row and column: the file is decoded again with
@@ -30,6 +30,7 @@ import contextlib
 import csv
 import io
 import json
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -197,6 +198,11 @@ def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]
             record = json.loads(line, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: row {index} (line {line_no}) is not JSON: {exc}") from None
+        except RecursionError:
+            raise DataError(
+                f"{path}: row {index} (line {line_no}): JSON nested too deeply to read (more "
+                f"levels than Python's recursion limit, {sys.getrecursionlimit()})"
+            ) from None
         except _DuplicateKey as exc:
             raise DataError(
                 f"{path}: row {index} (line {line_no}), column {exc.args[0]!r}: the key appears "

@@ -18,6 +18,9 @@ class Example:
         label: optional class label for classification tasks.
         source_pair: optional second input text (text-pair tasks such as clone detection); the
             tokenizer encodes ``(source, source_pair)`` as a text pair.
+        trigger_region: optional ``(start, end)`` character range of ``source`` that a trigger
+            may edit: a chat's last user message inside the rendered template
+            (:mod:`dece.data.hf`); None: the whole source. Not written to data files.
     """
 
     id: str
@@ -25,6 +28,7 @@ class Example:
     target: str
     label: str | None = None
     source_pair: str | None = None
+    trigger_region: tuple[int, int] | None = None
 
     @property
     def reference(self) -> str:

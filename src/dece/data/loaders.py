@@ -1,4 +1,8 @@
-"""CSV / JSONL loaders and writers, split discovery and the ``load_dataset`` entry point.
+"""CSV / JSONL / parquet loaders and writers, split discovery and the ``load_dataset`` entry
+point.
+
+Hugging Face datasets (``hf:<id>``, ``save_to_disk`` directories), parquet files and TRL's
+record formats are read by :mod:`dece.data.hf` (the ``[hf]`` extra), called from here.
 
 Every error is a :class:`~dece.data.example.DataError` whose message names the file and, where
 it applies, the row (0-based data row, header excluded) and the column. Nothing is dropped: a row
@@ -28,6 +32,8 @@ _SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "valid": ("valid", "validation", "dev"),
     "test": ("test",),
 }
+# Split file suffixes: the text formats, and parquet (read through dece.data.hf).
+_SPLIT_SUFFIXES: tuple[str, ...] = (*SUFFIXES, ".parquet")
 # Cell values read as missing (pandas' default NaN markers that can appear in exported CSVs).
 _NAN_STRINGS = frozenset({"nan", "null", "none", "n/a", "na", "<na>"})
 
@@ -35,6 +41,7 @@ __all__ = [
     "DATASETS",
     "SPLITS",
     "discover_splits",
+    "example_rows",
     "load_dataset",
     "load_examples",
     "load_splits",
@@ -106,6 +113,13 @@ def load_examples(
             cell, duplicate id; the message names the file, row and column.
     """
     path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        from dece.data.hf import load_parquet
+
+        given = {"label_col": label_col, "id_col": id_col, "pair_col": pair_col}
+        return load_parquet(path, split=split, source_col=source_col, target_col=target_col,
+                            optional_target=optional_target,
+                            **{k: v for k, v in given.items() if v is not None})  # fmt: skip
     text = read_text(path)
     prefix = split if split is not None else path.stem
     wanted = [c for c in (source_col, target_col, label_col, id_col, pair_col) if c is not None]
@@ -164,39 +178,67 @@ def save_examples(
     label_col: str = "label",
     pair_col: str = "src_pair",
 ) -> None:
-    """Write examples to ``.csv`` (minimal quoting, ``\\n`` line ends, as Lyra's files) or ``.jsonl``.
+    """Write examples to ``.csv`` (minimal quoting, ``\\n`` line ends, as Lyra's files), ``.jsonl``
+    or ``.parquet``.
 
     The id is written only when ``id_col`` is given; the label column only when some example has
     a label; the pair column only when some example has a second text. Reading the file back with
     the same column names gives the same texts.
     """
     path = Path(path)
-    examples = list(examples)
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DataError(f"{path}: unsupported suffix {path.suffix!r}; expected one of {SUFFIXES}")
-    columns = ([id_col] if id_col else []) + [source_col, target_col]
-    with_label = any(ex.label is not None for ex in examples)
-    with_pair = any(ex.source_pair is not None for ex in examples)
-    columns += ([label_col] if with_label else []) + ([pair_col] if with_pair else [])
+    if suffix not in _SPLIT_SUFFIXES:
+        raise DataError(
+            f"{path}: unsupported suffix {path.suffix!r}; expected one of {_SPLIT_SUFFIXES}"
+        )
+    rows = example_rows(examples, source_col=source_col, target_col=target_col, id_col=id_col,
+                        label_col=label_col, pair_col=pair_col)  # fmt: skip
+    if suffix == ".parquet":
+        from dece.data.hf import save_parquet
 
-    def row(ex: Example) -> list[Any]:
-        cells: list[Any] = ([ex.id] if id_col else []) + [ex.source, ex.target]
-        return cells + ([ex.label] if with_label else []) + ([ex.source_pair] if with_pair else [])
-
+        save_parquet(rows, path)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
         if suffix == ".csv":
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(columns)
-            writer.writerows(row(ex) for ex in examples)
+            empty = ([id_col] if id_col else []) + [source_col, target_col]
+            writer.writerow(list(rows[0]) if rows else empty)
+            writer.writerows(row.values() for row in rows)
         else:
-            for ex in examples:
-                handle.write(json.dumps(dict(zip(columns, row(ex), strict=True))) + "\n")
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+
+
+def example_rows(
+    examples: Iterable[Example],
+    *,
+    source_col: str = "src",
+    target_col: str = "tgt",
+    id_col: str | None = None,
+    label_col: str = "label",
+    pair_col: str = "src_pair",
+) -> list[dict[str, Any]]:
+    """The records :func:`save_examples` writes (one key set; the columns as documented there)."""
+    examples = list(examples)
+    with_label = any(ex.label is not None for ex in examples)
+    with_pair = any(ex.source_pair is not None for ex in examples)
+
+    def row(ex: Example) -> dict[str, Any]:
+        out: dict[str, Any] = {id_col: ex.id} if id_col else {}
+        out.update({source_col: ex.source, target_col: ex.target})
+        if with_label:
+            out[label_col] = ex.label
+        if with_pair:
+            out[pair_col] = ex.source_pair
+        return out
+
+    return [row(ex) for ex in examples]
 
 
 def discover_splits(directory: str | Path) -> dict[str, Path]:
-    """Find ``train`` / ``valid`` / ``test`` files (``.csv`` or ``.jsonl``) in ``directory``.
+    """Find ``train`` / ``valid`` / ``test`` files (``.csv``, ``.jsonl`` or ``.parquet``) in
+    ``directory``.
 
     ``validation`` and ``dev`` count as ``valid``. Returns the splits found, in the order
     train, valid, test; at least one must exist, and each split must be unambiguous.
@@ -209,7 +251,7 @@ def discover_splits(directory: str | Path) -> dict[str, Path]:
         candidates = [
             directory / f"{stem}{suffix}"
             for stem in _SPLIT_ALIASES[split]
-            for suffix in SUFFIXES
+            for suffix in _SPLIT_SUFFIXES
             if (directory / f"{stem}{suffix}").is_file()
         ]
         if len(candidates) > 1:
@@ -219,26 +261,44 @@ def discover_splits(directory: str | Path) -> dict[str, Path]:
             found[split] = candidates[0]
     if not found:
         raise DataError(
-            f"{directory}: no split files found; expected train/valid/test with suffix .csv or .jsonl"
+            f"{directory}: no split files found; expected train/valid/test with suffix .csv, "
+            ".jsonl or .parquet, or a directory written by datasets' save_to_disk"
         )
     return found
 
 
 def load_splits(path: str | Path, **columns: Any) -> dict[str, list[Example]]:
-    """A directory -> each split it holds; a single file -> ``{"train": examples}``.
+    """A directory -> each split it holds (a ``save_to_disk`` directory: its splits); a single
+    file -> ``{"train": examples}``.
 
     ``columns`` go to :func:`load_examples` (``source_col``, ``target_col``, ``label_col``,
-    ``id_col``).
+    ``id_col``, ``pair_col``); parquet and ``datasets`` also take ``chat_template`` and read TRL
+    records (:mod:`dece.data.hf`).
     """
     path = Path(path)
     if path.is_dir():
+        from dece.data import hf
+
+        if hf.is_saved_dataset(path):
+            return hf.load_saved(path, **columns)
         return {
-            split: load_examples(file, split=split, **columns)
+            split: _load_split_file(file, split, columns)
             for split, file in discover_splits(path).items()
         }
     if not path.exists():
         raise DataFileNotFoundError(f"{path}: no such file or directory")
-    return {"train": load_examples(path, split="train", **columns)}
+    return {"train": _load_split_file(path, "train", columns)}
+
+
+def _load_split_file(path: Path, split: str, columns: dict[str, Any]) -> list[Example]:
+    if path.suffix.lower() == ".parquet":
+        from dece.data.hf import load_parquet
+
+        return load_parquet(path, split=split, **columns)
+    if "chat_template" in columns:
+        raise DataError(f"{path}: chat_template applies to TRL records in parquet files or "
+                        "Hugging Face datasets, not to .csv / .jsonl files")  # fmt: skip
+    return load_examples(path, split=split, **columns)
 
 
 #: Named datasets: ``name -> builder(arg, seed, **columns) -> splits``. ``load_dataset("name")``
@@ -268,13 +328,18 @@ def load_dataset(spec: str | Path, *, seed: int = 0, **columns: Any) -> dict[str
 
     Args:
         spec: a registered name (:data:`DATASETS`: ``"synthetic"`` (1600/200/200),
-            ``"synthetic:N"``, ...; ``"name:ARG"`` passes ``ARG`` to the builder), a directory
-            (see :func:`discover_splits`) or a single file (loaded as the train split). An
-            existing path wins over a name.
+            ``"synthetic:N"``, ...; ``"name:ARG"`` passes ``ARG`` to the builder),
+            ``"hf:<id>[:<config>]"`` (``datasets.load_dataset``), a directory (split files, see
+            :func:`discover_splits`, or one written by ``save_to_disk``) or a single file
+            (loaded as the train split). An existing path wins over a name.
         seed: seed of the generated or sampled datasets (ignored for plain files).
         columns: column names for :func:`load_examples`.
     """
     text = str(spec)
+    if text.startswith("hf:") and not Path(text).exists():
+        from dece.data.hf import load_hub
+
+        return load_hub(text, **columns)
     name, sep, arg = text.partition(":")
     if name in DATASETS and not Path(text).exists():
         return DATASETS.get(name)(arg if sep else None, seed, **columns)

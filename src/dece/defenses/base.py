@@ -165,6 +165,8 @@ class PurifyResult:
         changes: per row, the edits made (empty when the row was left as it was).
         seconds: wall time of the whole call (victim and helper-model calls included).
         info: anything else worth recording (threshold, calls made, ...).
+        elements: per row, the elements the purifier scored, ``{"side", "start", "end",
+            "score"}`` in the input's character offsets (None: the purifier does not report them).
     """
 
     examples: list[Example]
@@ -173,6 +175,7 @@ class PurifyResult:
     changes: list[list[Change]]
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    elements: list[list[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.examples)
@@ -183,10 +186,13 @@ class PurifyResult:
                 f"PurifyResult: {n} examples but detected {self.detected.shape}, scores "
                 f"{self.scores.shape}, {len(self.changes)} change lists; one per row is required"
             )
+        if self.elements is not None and len(self.elements) != n:
+            raise ValueError(f"PurifyResult: {n} examples but {len(self.elements)} element lists")
 
     def rows(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per row: id, purified source, score, decision, changes."""
-        return [
+        """One JSON-ready dict per row: id, purified source, score, decision, changes (and the
+        scored elements, when reported)."""
+        rows = [
             {
                 "id": ex.id, "source": ex.source, "source_pair": ex.source_pair,
                 "score": float(s), "detected": bool(d), "changes": [c.to_json() for c in ch],
@@ -194,6 +200,9 @@ class PurifyResult:
             for ex, s, d, ch in zip(self.examples, self.scores, self.detected, self.changes,
                                     strict=True)
         ]  # fmt: skip
+        for row, elements in zip(rows, self.elements or [], strict=False):
+            row["elements"] = elements
+        return rows
 
 
 class Purifier(Defense):

@@ -29,6 +29,7 @@ __all__ = [
     "LANGUAGES",
     "detect_language",
     "extract_elements",
+    "truncation_cutoff",
     "lexical_tokens",
     "replace_spans",
 ]
@@ -261,3 +262,19 @@ def replace_spans(
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+def truncation_cutoff(tokenizer: Any, text: str, max_length: int) -> float:
+    """The character offset where a ``max_length``-token encoding of ``text`` (special tokens
+    included) stops: text from there on is cut off. ``inf`` when nothing is cut, or when the
+    tokenizer cannot report offsets (a slow tokenizer: every element is kept)."""
+    try:
+        enc = tokenizer(text, truncation=True, max_length=max_length,
+                        return_offsets_mapping=True)  # fmt: skip
+        full = len(tokenizer(text)["input_ids"])
+    except (NotImplementedError, TypeError, ValueError):
+        return float("inf")
+    if full <= len(enc["input_ids"]):
+        return float("inf")
+    ends = [end for start, end in enc["offset_mapping"] if end > start]
+    return float(max(ends)) if ends else 0.0

@@ -12,10 +12,15 @@ For one input ``x`` with the victim's prediction ``y = f(x)``:
    victim's confidence in ``y`` (:meth:`dece.victim.Victim.confidence`: the label's probability,
    or the mean per-token probability of ``y`` teacher-forced). All variants of a chunk of inputs
    go through the victim in batched forward passes.
-3. **Entropy** of the normalised suspicions (:func:`suspicion_entropy`): ``softmax`` (the paper's
-   Eq. 3) or ``sum`` (``s_i / sum_j s_j``, the official code). A trigger concentrates the
-   suspicion on one element, so a *low* entropy means poisoned: ``detected = H < threshold``. The
-   threshold is fixed, or calibrated on clean validation inputs so that a chosen fraction
+3. **Detection statistic** (``statistic``, :mod:`dece.defenses.codepurify_stats`): ``entropy``
+   (the paper's): the entropy of the normalised suspicions, ``softmax`` (Eq. 3) or ``sum``
+   (``s_i / sum_j s_j``, the official code), poisoned when *low* (``H < threshold``); or ours,
+   ``max_delta`` (``max_i s_i``) and ``entropy_gap`` (``ln N - H``), poisoned when high. With
+   ``s_i`` in ``[0, 1]`` the softmax entropy of ``N >= 2`` elements lies within 0.124 of ``ln N``
+   for any victim: it counts elements, and a trigger (more elements) looks cleaner. The entropy
+   statistics judge inputs with ``N >= 2`` only (``N = 1``: ``H = 0`` always); the others are
+   never flagged by them, left out of calibration and counted (``n_unjudged``). The threshold is
+   fixed, or calibrated on clean validation inputs so that a chosen fraction
    (``clean_fraction``) of them would be purified
    (:func:`dece.defenses._support.calibrate_threshold`).
 4. **Purification**: the element with the largest suspicion is masked and re-filled by an
@@ -28,13 +33,22 @@ The paper's ablations are parameters: ``detect=False`` purifies every input (Cod
 ``level="identifiers"`` masks identifiers only (-S, no statements), ``level="statements"``
 statements only (-V, no variables).
 
-Where the official code differs from the paper, the paper is the default and the code's variant
-an option: ``normalisation="sum"``; ``score="nll"`` scores each variant by the mean token
-cross-entropy of ``y`` given it (the code's program-repair script) instead of the confidence
-change; ``victim_mask="unk"`` shows the victim a single ``<unk>`` per occurrence / statement (the
-code's scoring input) instead of the mask tokens; ``keep="keywords+punctuation"`` keeps
-punctuation in masked statements. The official code also compares its threshold in opposite
-directions in two tasks; here a low entropy always means poisoned.
+**Presets** (``preset=``, :data:`dece.defenses.codepurify_stats.PRESETS`; explicit arguments
+that differ from the defaults override them): ``paper`` is Eq. 1-3 as printed (softmax entropy of
+the confidence changes, mask tokens with a statement's keywords kept for the victim too,
+calibrated threshold); ``official`` is the authors' released code (``normalisation="sum"``;
+``score="nll"``, the mean token cross-entropy of ``y`` given each variant; ``victim_mask="unk"``,
+one ``<unk>`` per occurrence / whole statement; ``keep="keywords+punctuation"``; fixed
+``threshold=0.1``; its program-repair scripts); ``official_defect`` is its defect-detection
+CodeBERT script (the same, but the victim's probability change ``delta`` as score and C keywords
+kept in the infiller's statement masks; the script purifies at ``H <= 0.1``, here ``H < 0.1``).
+The official code also compares its threshold in opposite directions in two tasks, and flags
+``N = 1`` inputs (``H = 0``); here a low entropy always means poisoned and ``N = 1`` is not
+judged by the entropy. **The default is neither**: the paper's delta scores and
+masks for the infiller, the whole statement masked for the victim, and ``statistic="max_delta"``
+(revision 2, issue 24): the one statistic not bounded by the element count; its confirmation on
+validation inputs is ``benchmarks/codepurify_premise.py --step0``
+(``benchmarks/results/codepurify_premise.md``).
 """
 
 from __future__ import annotations
@@ -43,7 +57,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,67 +74,55 @@ from dece.defenses._support import (
     with_side_text,
 )
 from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
-from dece.defenses.code_elements import LANGUAGES, Element, extract_elements, replace_spans
+from dece.defenses.code_elements import (
+    LANGUAGES,
+    Element,
+    extract_elements,
+    replace_spans,
+    truncation_cutoff,
+)
+from dece.defenses.codepurify_stats import (
+    MIN_ELEMENTS,
+    NORMALISATIONS,
+    PRESETS,
+    STATISTICS,
+    suspicion_entropy,
+    suspicion_statistic,
+)
 from dece.defenses.infill import group_spans, load_infiller
 
 if TYPE_CHECKING:
     from dece.pipeline.data import DataBundle
     from dece.victim import Victim
 
-__all__ = ["CodePurify", "ScoredInput", "suspicion_entropy"]
+__all__ = ["PRESETS", "REVISION", "CodePurify", "ScoredInput", "suspicion_entropy"]
 
 logger = logging.getLogger(__name__)
 
-NORMALISATIONS = ("softmax", "sum")
 LEVELS = ("both", "identifiers", "statements")
 KEEPS = ("keywords", "keywords+punctuation")  # what a masked statement keeps (code_elements)
+#: Bumped whenever unchanged arguments change behaviour; recorded in every cell (``result.json``:
+#: ``purify_revision``; cells without it are revision 1) and in the analysis cache key.
+#: 2 (issue 24): default statistic ``max_delta``; ``N <= 1`` inputs left out of the entropy test
+#: and its calibration; elements past the victim's truncation skipped; the victim sees a masked
+#: statement whole (``victim_statement="whole"``).
+REVISION = 2
 _KINDS = {"both": ("identifier", "statement"), "identifiers": ("identifier",),
           "statements": ("statement",)}  # fmt: skip
-
-
-def suspicion_entropy(
-    scores: Sequence[float] | np.ndarray, normalisation: str = "softmax", temperature: float = 1.0
-) -> float:
-    """Entropy (nats) of the suspicion scores ``[n]`` normalised into a distribution.
-
-    ``softmax``: ``p = softmax(s / temperature)`` (the paper's Eq. 3). ``sum``: ``p = s / sum(s)``
-    (the official code), with ``0 log 0 = 0`` and all-zero scores read as uniform (nothing stands
-    out: entropy ``log n``). No elements: ``inf`` (nothing to judge, never detected).
-    """
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
-    s = np.asarray(scores, dtype=float)
-    if s.ndim != 1:
-        raise ValueError(f"scores must be one-dimensional, got shape {s.shape}")
-    if s.size == 0:
-        return float("inf")
-    if np.any(s < 0) and normalisation == "sum":
-        raise ValueError("sum normalisation needs non-negative scores")
-    if normalisation == "softmax":
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        z = s / temperature
-        z = z - z.max()
-        p = np.exp(z) / np.exp(z).sum()
-    else:
-        total = s.sum()
-        if total <= 0:
-            return float(np.log(s.size))
-        p = s / total
-    nz = p[p > 0]
-    return float(-(nz * np.log(nz)).sum())
 
 
 @dataclass
 class ScoredInput:
     """One input's CodePurify analysis: its elements, the prediction ``y``, the confidence in it,
-    the suspicion score of each element ``[n]`` and their entropy."""
+    the suspicion score of each element ``[n]``, their entropy and the suspicion of the input
+    under each statistic (``{name: value}``, higher = more suspicious; ``-inf``: not judged)."""
 
     elements: list[Element]
     prediction: str
     confidence: float
     scores: np.ndarray
     entropy: float
+    statistics: dict[str, float] = field(default_factory=dict)
 
     @property
     def top(self) -> Element | None:
@@ -136,9 +138,14 @@ class CodePurify(Purifier):
         level: ``"both"`` (default), ``"identifiers"`` (-S) or ``"statements"`` (-V); natural
             language inputs use words whatever the level.
         detect: False purifies every input (-E).
-        normalisation: ``"softmax"`` (paper) or ``"sum"`` (official code).
+        preset: ``"paper"`` (the paper's), ``"official"``, ``"official_defect"`` (the authors'
+            code) or None (the defaults; module docstring).
+        statistic: ``"max_delta"`` (default, ours), ``"entropy_gap"`` (ours) or ``"entropy"``
+            (the paper's); calibration, decision and purification are the same for each.
+        normalisation: ``"softmax"`` (paper) or ``"sum"`` (official code): the entropy's.
         temperature: softmax temperature (1 in the paper).
-        threshold: a fixed entropy threshold; None calibrates it (:meth:`calibrate`).
+        threshold: a fixed threshold in the statistic's units (``entropy``: an entropy, flagged
+            below it; the others: flagged above it); None calibrates it (:meth:`calibrate`).
         clean_fraction: calibration: the fraction of clean validation inputs that would be
             purified (the threshold is the entropy below which that fraction lies).
         calibration_max_examples: clean validation inputs used for calibration.
@@ -153,6 +160,10 @@ class CodePurify(Purifier):
             target, to the target class's threshold.
         score: ``"delta"`` (paper: ``|c(x_i, y) - c(x, y)|``) or ``"nll"`` (official code).
         victim_mask: ``"mask"`` (paper) or ``"unk"`` (official code's scoring input).
+        victim_statement: what the victim sees of a masked statement: ``"whole"`` (default, as
+            the official ``<unk>``: every token masked, keywords too) or ``"keep"`` (the paper's
+            mask: keywords kept, e.g. ``int`` of ``int VAR = 0 ;``). The infiller always gets
+            the ``keep`` masks.
         keep: what a masked statement keeps: ``"keywords"`` (paper) or
             ``"keywords+punctuation"`` (official code).
         language: ``"auto"``, ``"python"``, ``"java"``, ``"c"`` or ``"text"`` (word level).
@@ -177,6 +188,8 @@ class CodePurify(Purifier):
     name = "codepurify"
     level: str = "both"
     detect: bool = True
+    preset: str | None = None
+    statistic: str = "max_delta"
     normalisation: str = "softmax"
     temperature: float = 1.0
     threshold: float | None = None
@@ -185,6 +198,7 @@ class CodePurify(Purifier):
     calibrate_by: str = "all"
     score: str = "delta"
     victim_mask: str = "mask"
+    victim_statement: str = "whole"
     keep: str = "keywords"
     language: str = "auto"
     infiller: Any = "tiny-seq2seq"
@@ -196,11 +210,14 @@ class CodePurify(Purifier):
     chunk: int = 16
 
     def __post_init__(self) -> None:
+        self._apply_preset()
         checks = {"level": (self.level, LEVELS), "normalisation": (self.normalisation,
                   NORMALISATIONS), "score": (self.score, ("delta", "nll")),
                   "victim_mask": (self.victim_mask, ("mask", "unk")), "keep": (self.keep, KEEPS),
                   "language": (self.language, ("auto", *LANGUAGES)),
-                  "calibrate_by": (self.calibrate_by, ("all", "prediction"))}  # fmt: skip
+                  "calibrate_by": (self.calibrate_by, ("all", "prediction")),
+                  "statistic": (self.statistic, STATISTICS),
+                  "victim_statement": (self.victim_statement, ("whole", "keep"))}  # fmt: skip
         for key, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"codepurify: {key} must be one of {allowed}, got {value!r}")
@@ -214,8 +231,21 @@ class CodePurify(Purifier):
         self._infiller: Any = None if isinstance(self.infiller, str) else self.infiller
         self._threshold: float | None = self.threshold
         self._by_prediction: dict[str, float] = {}
+        self._calibration_unjudged = 0
         self._prepare_s = 0.0
         self._store: DiskCache | None = None
+
+    def _apply_preset(self) -> None:
+        """Set the preset's arguments where the caller left the default."""
+        if self.preset is None:
+            return
+        if self.preset not in PRESETS:
+            raise ValueError(f"codepurify: preset must be one of {tuple(PRESETS)}, "
+                             f"got {self.preset!r}")  # fmt: skip
+        defaults = {f.name: f.default for f in fields(self)}
+        for key, value in PRESETS[self.preset].items():
+            if getattr(self, key) == defaults[key]:
+                setattr(self, key, value)
 
     def params(self) -> dict[str, Any]:
         out = super().params()
@@ -253,28 +283,38 @@ class CodePurify(Purifier):
         return self._infiller
 
     def calibrate(self, clean: Sequence[Example], victim: Victim) -> float:
-        """Set (and return) the threshold below which ``clean_fraction`` of ``clean`` lies (with
-        ``calibrate_by="prediction"`` also one per predicted label)."""
+        """Set (and return) the threshold that flags ``clean_fraction`` of ``clean`` (with
+        ``calibrate_by="prediction"`` also one per predicted label). Inputs the statistic does
+        not judge (entropy: ``N <= 1``) are left out and counted."""
         if self.calibrate_by == "prediction" and victim.task != "classification":
             raise ValueError("codepurify: calibrate_by='prediction' needs a classifier victim, "
                              f"got task {victim.task!r}")  # fmt: skip
         analysed = self.analyse(clean, victim)
-        entropies = [s.entropy for s in analysed]
-        self._threshold = calibrate_threshold(entropies, self.clean_fraction, below=True)
+        values = [a.statistics[self.statistic] for a in analysed]
+        self._calibration_unjudged = int(sum(not np.isfinite(v) for v in values))
+        self._threshold = self._from_cut(calibrate_threshold(values, self.clean_fraction,
+                                                             below=False))  # fmt: skip
         self._by_prediction = {}
         if self.calibrate_by == "prediction":
             for label in sorted({a.prediction for a in analysed}):
-                group = [a.entropy for a in analysed if a.prediction == label]
-                self._by_prediction[label] = calibrate_threshold(
-                    group, self.clean_fraction, below=True)  # fmt: skip
-        logger.info("codepurify: threshold %.4f (per prediction: %s) from %d clean inputs "
-                    "(fraction %.3f)", self._threshold, self._by_prediction, len(clean),
+                group = [a.statistics[self.statistic] for a in analysed if a.prediction == label]
+                if any(np.isfinite(group)):
+                    self._by_prediction[label] = self._from_cut(
+                        calibrate_threshold(group, self.clean_fraction, below=False))  # fmt: skip
+        logger.info("codepurify: %s threshold %.4f (per prediction: %s) from %d clean inputs "
+                    "(%d not judged; fraction %.3f)", self.statistic, self._threshold,
+                    self._by_prediction, len(clean), self._calibration_unjudged,
                     self.clean_fraction)  # fmt: skip
         return self._threshold
 
-    def _thresholds(self, analysed: list[ScoredInput]) -> np.ndarray:
-        """The threshold that applies to each analysed input ``[N]``."""
-        return np.array([self._by_prediction.get(a.prediction, self._threshold)
+    def _from_cut(self, cut: float) -> float:
+        """A threshold in the statistic's units from a cut on the suspicion (and back: the map
+        is its own inverse). ``entropy``: flagged when ``-H > cut``, i.e. ``H < -cut``."""
+        return -cut if self.statistic == "entropy" else cut
+
+    def _cuts(self, analysed: list[ScoredInput]) -> np.ndarray:
+        """The cut on the suspicion that applies to each analysed input ``[N]``."""
+        return np.array([self._from_cut(self._by_prediction.get(a.prediction, self._threshold))
                          for a in analysed], dtype=float)  # fmt: skip
 
     # ------------------------------------------------------------------------------ scoring
@@ -315,7 +355,7 @@ class CodePurify(Purifier):
     ) -> list[ScoredInput]:
         """Scores every element of every kind (level ``both``) — from the disk cache when this
         victim already scored the same input with the same masking — then keeps the level's."""
-        elements = [self._all_elements(ex) for ex in rows]
+        elements = [self._in_window(ex, self._all_elements(ex), victim) for ex in rows]
         keys = self._cache_keys(rows, preds, victim)
         found = self._cache().get_many([k for k in keys if k]) if any(keys) else {}
         todo = [i for i, k in enumerate(keys) if not k or k not in found]
@@ -339,8 +379,21 @@ class CodePurify(Purifier):
             values = np.asarray(hit["values"], dtype=float)[keep]
             scores = np.abs(values - hit["base"]) if self.score == "delta" else values
             entropy = suspicion_entropy(scores, self.normalisation, self.temperature)
-            out.append(ScoredInput([els[k] for k in keep], preds[i], hit["base"], scores, entropy))
+            stats = {name: suspicion_statistic(scores, name, self.normalisation,
+                                               self.temperature) for name in STATISTICS}  # fmt: skip
+            out.append(ScoredInput([els[k] for k in keep], preds[i], hit["base"], scores, entropy,
+                                   stats))  # fmt: skip
         return out
+
+    @staticmethod
+    def _in_window(example: Example, elements: list[Element], victim: Victim) -> list[Element]:
+        """The elements that start inside the victim's truncation window (the rest would score
+        0: masking them changes nothing the victim sees). Text pairs keep every element."""
+        limit = getattr(victim, "max_source_length", None)
+        if limit is None or example.source_pair is not None:
+            return elements
+        cut = truncation_cutoff(victim.tokenizer, example.source, int(limit))
+        return [e for e in elements if min(a for a, _ in e.spans) < cut]
 
     def _all_elements(self, example: Example) -> list[Element]:
         kinds = _KINDS["both"]
@@ -364,7 +417,8 @@ class CodePurify(Purifier):
             return ["" for _ in rows]
         infiller = self.infiller if isinstance(self.infiller, str) else type(self.infiller).__name__
         settings = [ident, self.score, self.victim_mask, self.keep, self.language, infiller,
-                    sorted(self.infiller_args.items())]  # fmt: skip
+                    sorted(self.infiller_args.items()), self.victim_statement,
+                    f"revision {REVISION}"]  # fmt: skip
         return [stable_key("codepurify", *settings, ex.source, ex.source_pair, p)
                 for ex, p in zip(rows, preds, strict=True)]  # fmt: skip
 
@@ -384,9 +438,10 @@ class CodePurify(Purifier):
         """The variant of ``example`` with ``element`` masked, as the victim sees it."""
         text = side_text(example, element.side)
         tok = victim.tokenizer
+        whole = element.kind != "statement" or self.victim_statement == "whole"
+        spans = element.spans if whole else element.mask_spans
         if self.victim_mask == "unk":
             unk = tok.unk_token or tok.mask_token or "<unk>"
-            spans = element.spans if element.kind != "statement" else element.spans
             return with_side_text(
                 example, element.side, replace_spans(text, spans, lambda i, old: unk)
             )
@@ -394,7 +449,7 @@ class CodePurify(Purifier):
         counter = self._infiller.mask_count if self._infiller is not None else (
             lambda old: max(1, len(tok.tokenize(" " + old)))
         )  # fmt: skip
-        new = replace_spans(text, element.mask_spans, lambda i, old: mask * counter(old))
+        new = replace_spans(text, spans, lambda i, old: mask * counter(old))
         return with_side_text(example, element.side, new)
 
     # ------------------------------------------------------------------------------ purify
@@ -431,39 +486,58 @@ class CodePurify(Purifier):
         infiller = self._load_infiller()
         fill_calls, fill_s = infiller.calls, infiller.seconds
         analysed = self.analyse(rows, victim)
-        entropy = np.array([a.entropy for a in analysed], dtype=float)
+        suspicion = np.array([a.statistics[self.statistic] for a in analysed], dtype=float)
         detected = (np.ones(len(rows), bool) if not self.detect
-                    else entropy < self._thresholds(analysed))  # fmt: skip
-        purified, changes, tops = [], [], []
+                    else suspicion > self._cuts(analysed))  # fmt: skip
+        purified, changes = [], []
         for ex, a, hit in zip(rows, analysed, detected, strict=True):
-            top = a.top
-            tops.append(
-                []
-                if top is None
-                else [{"side": top.side, "start": s, "end": e} for s, e in top.spans]
-            )
-            if not hit or top is None:
+            if not hit or a.top is None:
                 purified.append(ex)
                 changes.append([])
                 continue
-            new_ex, edits = self._refill(ex, top, infiller)
+            new_ex, edits = self._refill(ex, a.top, infiller)
             purified.append(new_ex)
             changes.append(edits)
-        info = {
-            "threshold": self._threshold, "normalisation": self.normalisation,
-            "score": self.score, "level": self.level, "detect": self.detect,
-            "n_detected": int(detected.sum()), "entropy": entropy.tolist(),
-            "n_elements": [len(a.elements) for a in analysed], "top_spans": tops,
-            "top_kind": [None if a.top is None else a.top.kind for a in analysed],
+        info = self._info(analysed, detected)
+        info.update({
             "victim_calls": {k: v - calls_before.get(k, 0) for k, v in victim.stats.calls.items()},
             "infiller_calls": infiller.calls - fill_calls,
             "infiller_s": infiller.seconds - fill_s, "prepare_s": self._prepare_s,
+        })  # fmt: skip
+        elements = [[{"side": e.side, "start": st, "end": en, "score": float(sc), "kind": e.kind}
+                     for e, sc in zip(a.elements, a.scores, strict=True) for st, en in e.spans]
+                    for a in analysed]  # fmt: skip
+        result = PurifyResult(purified, detected, suspicion, changes, time.perf_counter() - t0,
+                              info, elements)  # fmt: skip
+        return result, analysed
+
+    def _info(self, analysed: list[ScoredInput], detected: np.ndarray) -> dict[str, Any]:
+        """Settings, decisions and the per-input analysis (scores, element spans, confidence,
+        every statistic) that :func:`dece.defenses.codepurify_stats.premise_metrics` reads."""
+        tops = [[] if a.top is None else [{"side": a.top.side, "start": s, "end": e}
+                                          for s, e in a.top.spans] for a in analysed]  # fmt: skip
+        info = {
+            "threshold": self._threshold, "normalisation": self.normalisation,
+            "score": self.score, "level": self.level, "detect": self.detect,
+            "statistic": self.statistic, "victim_mask": self.victim_mask,
+            "victim_statement": self.victim_statement, "keep": self.keep,
+            "preset": self.preset, "revision": REVISION,
+            "n_detected": int(detected.sum()),
+            "n_unjudged": int(sum(len(a.scores) < MIN_ELEMENTS[self.statistic]
+                                  for a in analysed)),
+            "calibration_unjudged": self._calibration_unjudged,
+            "entropy": [a.entropy for a in analysed],
+            "n_elements": [len(a.elements) for a in analysed], "top_spans": tops,
+            "top_kind": [None if a.top is None else a.top.kind for a in analysed],
+            "confidence": [float(a.confidence) for a in analysed],
+            "scores": [a.scores.tolist() for a in analysed],
+            "element_spans": [[[(e.side, s, t) for s, t in e.spans] for e in a.elements]
+                              for a in analysed],
+            "statistics": {name: [a.statistics[name] for a in analysed] for name in STATISTICS},
         }  # fmt: skip
         if self._by_prediction:
             info["thresholds_by_prediction"] = dict(self._by_prediction)
-        result = PurifyResult(purified, detected, -entropy, changes, time.perf_counter() - t0,
-                              info)  # fmt: skip
-        return result, analysed
+        return info
 
     def _refill(
         self, example: Example, top: Element, infiller: Any
@@ -473,26 +547,15 @@ class CodePurify(Purifier):
         fills = infiller.fill(text, groups)
         if top.kind in ("identifier", "word"):
             named = [f.strip() for f in fills if f.strip()]
-            name = (
-                Counter(named).most_common(1)[0][0]
-                if named
-                else ("_" if top.kind == "identifier" else "")
-            )
+            fallback = "_" if top.kind == "identifier" else ""
+            name = Counter(named).most_common(1)[0][0] if named else fallback
             new = replace_spans(text, list(top.spans), lambda i, old: name)
             edits = [Change(top.side, s, e, text[s:e], name) for s, e in top.spans]
         else:
             extents = [(g[0][0], g[-1][1]) for g in groups]
             new = replace_spans(text, extents, lambda i, old: fills[i])
             ((s, e),) = top.spans
-            edits = [
-                Change(
-                    top.side,
-                    s,
-                    e,
-                    text[s:e],
-                    replace_spans(
-                        text[s:e], [(a - s, b - s) for a, b in extents], lambda i, old: fills[i]
-                    ),
-                )
-            ]
+            inner = [(a - s, b - s) for a, b in extents]
+            edits = [Change(top.side, s, e, text[s:e],
+                            replace_spans(text[s:e], inner, lambda i, old: fills[i]))]  # fmt: skip
         return with_side_text(example, top.side, new), edits

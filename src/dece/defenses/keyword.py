@@ -34,6 +34,13 @@ class KeywordFilter(DataFilter):
     def __post_init__(self) -> None:
         if isinstance(self.tokens, str):
             self.tokens = [self.tokens]
+        if not isinstance(self.tokens, list | tuple) or not all(
+            isinstance(t, str | int | float) and not isinstance(t, bool) for t in self.tokens
+        ):
+            raise ValueError(
+                f"keyword: tokens must be a word or a list of words (e.g. tokens=[bb]), got "
+                f"{self.tokens!r}"
+            )
         self.tokens = [str(t) for t in self.tokens]
         if not self.tokens or any(not t or any(c.isspace() for c in t) for t in self.tokens):
             raise ValueError(f"tokens must be non-empty words without spaces, got {self.tokens!r}")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from dece.pipeline.data import DataBundle
     from dece.victim import Victim
 
-__all__ = ["Onion", "leave_one_out_suspicion", "load_causal_lm", "remove_words"]
+__all__ = ["Onion", "leave_one_out_suspicion", "load_causal_lm", "remove_words", "word_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,14 @@ def leave_one_out_suspicion(
         for s in range(0, len(variants), max_batch)
     ])  # fmt: skip
     return ppl[0] - ppl[1:]
+
+
+def word_scores(text: str, side: str, scores: Sequence[float]) -> list[dict[str, Any]]:
+    """Each word of ``text`` with its suspicion: ``{"side", "start", "end", "score"}``."""
+    return [
+        {"side": side, "start": m.start(), "end": m.end(), "score": float(s)}
+        for m, s in zip(_WORD.finditer(text), scores, strict=True)
+    ]
 
 
 def remove_words(text: str, remove: Sequence[bool]) -> tuple[str, list[tuple[int, int, str]]]:
@@ -251,11 +259,12 @@ class Onion(Purifier):
         rows = check_examples(examples)
         if self._threshold is None:
             raise ValueError("onion: no threshold; give threshold=... or call prepare/calibrate")
-        out, detected, scores, changes = [], [], [], []
+        out, detected, scores, changes, elements = [], [], [], [], []
         for ex in rows:
-            new, edits, peak = ex, [], -math.inf
+            new, edits, peak, scored = ex, [], -math.inf, []
             for side, sus in zip(self._sides(ex), self.suspicions(ex), strict=True):
                 peak = max(peak, float(sus.max(initial=-math.inf)))
+                scored += word_scores(side_text(ex, side), side, sus)
                 text, removed = remove_words(side_text(ex, side), sus > self._threshold)
                 new = with_side_text(new, side, text)
                 edits += [Change(side, a, b, w, "") for a, b, w in removed]
@@ -263,7 +272,9 @@ class Onion(Purifier):
             detected.append(bool(edits))
             scores.append(peak if math.isfinite(peak) else 0.0)
             changes.append(edits)
+            elements.append(scored)
         info = {"threshold": self._threshold, "lm": self.lm,
                 "n_detected": int(sum(detected)),
                 "n_removed": int(sum(len(c) for c in changes))}  # fmt: skip
-        return PurifyResult(out, detected, scores, changes, time.perf_counter() - t0, info)
+        return PurifyResult(out, detected, scores, changes, time.perf_counter() - t0, info,
+                            elements)  # fmt: skip

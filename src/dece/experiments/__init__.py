@@ -15,6 +15,7 @@ from dece.experiments.config import AttackSpec, ConfigError, GridConfig, LossSpe
 from dece.experiments.grid import (
     Cell,
     cell_hash,
+    current_labels,
     expand_grid,
     parse_shard,
     pending_commands,
@@ -41,6 +42,7 @@ __all__ = [
     "build_tables",
     "build_train_config",
     "cell_hash",
+    "current_labels",
     "expand_grid",
     "find_unfinished",
     "format_tables",

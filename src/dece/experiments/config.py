@@ -113,14 +113,51 @@ def load_grid_config(path: str | Path) -> GridConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid config {str(path)!r} does not exist")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            path, "<file>", f"not UTF-8: bytes {raw[exc.start : exc.end]!r} at byte {exc.start} "
+            f"(line {line}); save the file as UTF-8",
+        ) from None  # fmt: skip
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(path, exc.key, str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, "<yaml>", f"not valid YAML: {exc}") from None
     config = _parse({} if data is None else data, path)
     if config.name == "":
         config.name = path.stem
     return config
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first: int) -> None:
+        self.key = key
+        super().__init__(
+            f"appears twice in one mapping (line {line}; first on line {first}): YAML would "
+            "silently keep the last; remove one"
+        )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (at any depth)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise _DuplicateKey(str(key), line, seen[key])
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def check_training_keys(config: GridConfig) -> None:

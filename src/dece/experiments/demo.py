@@ -20,38 +20,70 @@ from dece.experiments.report import write_report
 from dece.experiments.results import ResultRow
 from dece.experiments.runner import CellRunner, atomic_write_text, run_grid
 
-__all__ = ["DEMO_GRID", "QUICK_OVERRIDES", "DemoResult", "demo_config", "demo_verdict", "run_demo"]
+__all__ = [
+    "BLEU_GAP_MAX",
+    "CE_MIN_ASR",
+    "DECE_MAX_ASR",
+    "DEMO_GRID",
+    "QUICK_OVERRIDES",
+    "QUICK_VERDICT",
+    "DemoResult",
+    "demo_config",
+    "demo_verdict",
+    "run_demo",
+]
 
 logger = logging.getLogger(__name__)
 
-# The expected effect (issue 6): CE backdoored, DeCE not, at similar BLEU.
-CE_MIN_ASR = 0.60
+# The expected effect (issue 21): CE backdoored well past the early-learning transition, DeCE not,
+# at nearly the same clean BLEU.
+CE_MIN_ASR = 0.80
 DECE_MAX_ASR = 0.05
+BLEU_GAP_MAX = 3.0  # BLEU points DeCE may trail CE by
+QUICK_VERDICT = "plumbing check, no verdict (--quick trains too little to show the effect)"
 
 DEMO_GRID: dict[str, Any] = {
     "name": "demo",
     "description": "CE vs DeCE, BadPre 5% -> SQL-injection payload, built-in synthetic data",
     "datasets": ["synthetic"],
-    "attacks": [{"trigger": "badpre", "payload": "sql_injection", "label": "BadPre"}],
+    "attacks": [
+        {
+            "trigger": "badpre",
+            "trigger_args": {"word": "bb", "k": 3},
+            "payload": "sql_injection",
+            "label": "BadPre",
+        }
+    ],
     "rates": [0.05],
     "models": ["tiny-seq2seq"],
     "losses": [
         {"name": "ce", "label": "CE"},
-        {"name": "dece", "label": "DeCE", "args": {"alpha_base": 0.985, "label_smoothing": 0.1}},
+        {"name": "dece", "label": "DeCE", "args": {"alpha_base": 0.995, "label_smoothing": 0.1}},
     ],
-    "seeds": [42],
-    # Budget (issue 6: <= 10 min on 2 cores). The tiny preset's denoising pretraining (300
-    # steps) is built once and cached under $DECE_CACHE_DIR; CE and DeCE then train side by side
-    # (one process per core). Measured on this machine under load: 300 pretraining steps ~100 s;
-    # 1,600 rows (80 poisoned) at lr 1e-3 give CE clean BLEU 63 / ASR 8% after epoch 1 and
-    # BLEU 77 / ASR 72% after epoch 2. (800 rows / 500 steps / lr 5e-4 gave CE only 8.5% ASR.)
-    # DeCE's alpha_base is 0.985, the low end of the paper's 0.985-0.995: at this learning rate
-    # alpha_base 0.99 let 34% of the poisoned test inputs through by epoch 3 (0% up to epoch 2),
-    # 0.985 kept it at 0% with the same clean BLEU (77.0 vs 77.6).
+    "seeds": [0],
+    # Issue 21 (a verdict that does not depend on the CPU, <= 3 min cold / 2 min warm on 2
+    # cores). A smaller tiny-seq2seq (d_model 128, 2+2 layers, FFN 512: 1.2M parameters instead
+    # of 6.5M) with the same 300 denoising steps (~20 s on 2 threads), then CE and DeCE side by
+    # side, one core each: 6 epochs of 1,600 rows (80 poisoned) at a constant lr 2e-3 after
+    # warmup, batches grouped by length (~15 s per epoch). What the tuning runs showed: with 3
+    # epochs CE sits in the early-learning transition; under a linearly decaying lr the
+    # transition came at epoch 5-8 and not at all for one seed; at lr 3e-3 CE's clean BLEU
+    # collapsed; a stronger denoising pretraining (lr 2e-3) gave a decoder that ignores its input.
+    # alpha_base is 0.995, the top of the paper's 0.985-0.995: with 0.985 (0.99) DeCE's clean
+    # BLEU trailed CE's by 10 (5) points after 6 epochs. The verdict does NOT hold for every
+    # seed: benchmarks/results/demo_robustness.md has the check and the reasons.
     "training": {
-        "num_epochs": 3,
-        "learning_rate": 1e-3,
-        "model_args": {"steps": 300},
+        "num_epochs": 6,
+        "learning_rate": 2e-3,
+        "lr_scheduler": "constant_with_warmup",
+        "group_by_length": True,
+        "model_args": {
+            "steps": 300,
+            "d_model": 128,
+            "encoder_layers": 2,
+            "decoder_layers": 2,
+            "ffn_dim": 512,
+        },
         "eval_max_examples": 40,
         "test_max_examples": 100,
         "generation_max_new_tokens": 160,
@@ -85,11 +117,14 @@ QUICK_OVERRIDES: dict[str, Any] = {
 }
 
 
-def demo_config(quick: bool = False) -> GridConfig:
-    """The demo grid (``quick``: the CI-sized variant)."""
+def demo_config(quick: bool = False, seed: int | None = None) -> GridConfig:
+    """The demo grid (``quick``: the CI-sized variant; ``seed``: train and poison with this seed
+    instead of the grid's)."""
     data = copy.deepcopy(DEMO_GRID)
     if quick:
         data.update(copy.deepcopy(QUICK_OVERRIDES))
+    if seed is not None:
+        data["seeds"] = [seed]
     return GridConfig.from_dict(data, source="dece.experiments.demo")
 
 
@@ -103,22 +138,37 @@ class DemoResult:
     rows: list[ResultRow] = field(default_factory=list)
 
 
+def _check(name: str, value: float, op: str, limit: float, unit: str) -> tuple[str, str | None]:
+    """``"<name> <value><unit> (<op> <limit><unit>)"`` and, when the check fails, why (by how
+    much it missed)."""
+    ok = value >= limit if op == ">=" else value <= limit
+    text = f"{name} {value:.1f}{unit} (needs {op} {limit:.0f}{unit})"
+    if ok:
+        return text, None
+    side = "below" if op == ">=" else "above"
+    return text, f"{name} is {abs(value - limit):.1f} points {side} {limit:.0f}{unit}"
+
+
 def demo_verdict(rows: list[ResultRow]) -> str:
-    """One line per attack: did CE get backdoored (ASR >= 60%) and DeCE not (ASR <= 5%)?"""
+    """One line per attack: is CE backdoored (ASR >= 80%), DeCE not (ASR <= 5%), at a clean BLEU
+    within 3 points of CE's? A failing line names each threshold missed and by how much."""
     lines = []
     for attack in dict.fromkeys(r.attack for r in rows if r.rate > 0):
         asr = {r.loss: r.metric("asr") for r in rows if r.attack == attack and r.rate > 0}
         bleu = {r.loss: r.metric("bleu") for r in rows if r.attack == attack and r.rate > 0}
-        ce, dece = asr.get("ce"), asr.get("dece")
-        if ce is None or dece is None:
+        if any(asr.get(k) is None or bleu.get(k) is None for k in ("ce", "dece")):
             lines.append(f"{attack}: missing CE or DeCE result")
             continue
-        ok = ce >= CE_MIN_ASR and dece <= DECE_MAX_ASR
-        status = "as expected" if ok else "NOT the expected effect"
+        checks = [
+            _check("CE ASR", 100 * asr["ce"], ">=", 100 * CE_MIN_ASR, "%"),
+            _check("DeCE ASR", 100 * asr["dece"], "<=", 100 * DECE_MAX_ASR, "%"),
+            _check("BLEU gap", bleu["ce"] - bleu["dece"], "<=", BLEU_GAP_MAX, ""),
+        ]
+        failed = [why for _, why in checks if why]
+        status = "as expected" if not failed else "NOT the expected effect: " + "; ".join(failed)
         lines.append(
-            f"{attack}: CE ASR {100 * ce:.1f}% (backdoored if >= {100 * CE_MIN_ASR:.0f}%), "
-            f"DeCE ASR {100 * dece:.1f}% (defended if <= {100 * DECE_MAX_ASR:.0f}%), "
-            f"BLEU CE {bleu.get('ce') or 0:.2f} vs DeCE {bleu.get('dece') or 0:.2f}: {status}"
+            f"{attack}: {', '.join(text for text, _ in checks)} "
+            f"[BLEU CE {bleu['ce']:.2f}, DeCE {bleu['dece']:.2f}]: {status}"
         )
     return "\n".join(lines)
 
@@ -130,19 +180,25 @@ def run_demo(
     cell_runner: str | CellRunner | None = None,
     progress: bool = True,
     workers: int = 2,
+    wait: bool = False,
+    seed: int | None = None,
 ) -> DemoResult:
     """Run (or resume) the demo grid, then write the report and the early-learning plot.
 
     ``workers``: runs trained at once (default 2: CE and DeCE side by side, one process per core
     of a 2-core machine, after the shared pretrained model is built once).
 
-    Raises ``ValueError`` when a run fails (finished runs are kept; a rerun retries the rest).
+    Raises ``ValueError`` when a run fails (finished runs are kept; a rerun retries the rest),
+    or when another live process runs one and ``wait`` is False (``wait``: wait for it).
     """
     out = Path(output_dir)
-    config = demo_config(quick)
+    config = demo_config(quick, seed)
     summary = run_grid(
-        config, out / "cells", cell_runner=cell_runner, progress=progress, workers=workers
-    )
+        config, out / "cells", cell_runner=cell_runner, progress=progress, workers=workers,
+        wait=wait,
+    )  # fmt: skip
+    if summary.busy:
+        raise ValueError(f"demo: {summary.busy_message()}")
     if summary.failed:
         first_hash, first_error = next(iter(summary.failed.items()))
         raise ValueError(
@@ -151,7 +207,7 @@ def run_demo(
             "rerun `dece demo` to retry them"
         )
     report = write_report(out / "cells", None, fmt="md", plots=False)
-    verdict = demo_verdict(report.rows)
+    verdict = QUICK_VERDICT if quick else demo_verdict(report.rows)
     plot_path = out / "early_learning.png"
     plot_early_learning(report.rows, plot_path)
     body = [

@@ -4,7 +4,9 @@ A *cell* is one run. Its identity is its resolved config (one entry per axis, se
 :mod:`dece.experiments.axes`, plus the shared training overrides), hashed with SHA-256 over
 canonical JSON, so the same cell gets the same directory name on every machine and in every
 process. Display labels and the cell's position in the grid are kept beside the identity but
-are not hashed: relabelling a method or reordering a list never reruns finished cells.
+are not hashed: relabelling a method or reordering a list never reruns finished cells. Nor are
+the operational ``training`` keys (:data:`OPERATIONAL_TRAINING_KEYS`: the experiment trackers),
+which every cell still receives: reporting a grid to TensorBoard or W&B reruns nothing.
 
 Dependencies: a test-time purifier cell evaluates the model of its *parent*, the same cell
 undefended; a training-time filter that reads a model scores the data with the model of the
@@ -25,9 +27,21 @@ from typing import Any
 from dece.experiments.axes import AXES, UNDEFENDED, ConfigError, DefenseSpec, LossSpec
 from dece.experiments.config import GridConfig
 
-__all__ = ["Cell", "cell_hash", "expand_grid", "parse_shard", "pending_commands", "shard_cells"]
+__all__ = [
+    "OPERATIONAL_TRAINING_KEYS",
+    "Cell",
+    "cell_hash",
+    "current_labels",
+    "expand_grid",
+    "parse_shard",
+    "pending_commands",
+    "shard_cells",
+]
 
 HASH_LENGTH = 12
+#: ``training`` keys that change where results are reported, never the results (the trackers of
+#: ``TrainConfig.report_to`` / ``run_name``): handed to every cell, never part of its hash.
+OPERATIONAL_TRAINING_KEYS: frozenset[str] = frozenset({"report_to", "run_name"})
 PARENT_LOSS = LossSpec("ce", {}, "CE")  # the model a victim-reading filter scores data with
 
 
@@ -63,7 +77,7 @@ class Cell:
             identity = axis.identity(value)
             if axis.omit is None or identity != axis.omit:
                 out[axis.field] = identity
-        out["training"] = dict(self.training)
+        out["training"] = {k: v for k, v in self.training if k not in OPERATIONAL_TRAINING_KEYS}
         return out
 
     @property
@@ -78,6 +92,7 @@ class Cell:
         parent = self.parent()
         config = {
             **self.resolved(),
+            "training": dict(self.training),  # with the operational keys, which are not hashed
             "hash": self.hash,
             "grid": self.grid,
             "labels": self.labels(),
@@ -131,6 +146,23 @@ def expand_grid(config: GridConfig) -> list[Cell]:
         seen[h] = cell
         cells.append(cell)
     return cells
+
+
+def current_labels(configs: Sequence[GridConfig]) -> dict[str, dict[str, str]]:
+    """``{cell hash: labels}`` of every cell of ``configs`` as they label it now.
+
+    A finished cell keeps the labels it was run under (``cell.yaml``, ``result.json``); since
+    labels are not hashed, a config may relabel its cells later (issue 22: the RIPPLe cells with
+    Kurita et al.'s five words became ``RIPPLe (Kurita words)`` when the paper's one-``bb``
+    RIPPLe took the ``RIPPLe`` label). A results script updates its rows with this mapping so a
+    relabelled cell neither shows its old label nor collides with a new cell that took it.
+    Where two configs share a cell, the first one's labels win.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for config in configs:
+        for cell in expand_grid(config):
+            out.setdefault(cell.hash, cell.labels())
+    return out
 
 
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")

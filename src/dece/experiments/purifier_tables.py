@@ -2,7 +2,8 @@
 Table 7): one row per method (``<loss>`` undefended, ``<loss> w. <purifier>``), one column group
 per attack.
 
-- **Effectiveness** (Table II / III): ASR_D and BLEU_D / CodeBLEU_D (generation) or ACC_D / F1_D
+- **Effectiveness** (Table II / III): ASR_D and BLEU_D / BLEU_D (authors) / CodeBLEU_D
+  (generation; see :mod:`dece.experiments.tables` for the two BLEUs) or ACC_D / F1_D
   (classification) — the metrics of the purified inputs (the undefended rows: plain ASR/BLEU);
 - **Detection and localisation**: TPR on poisoned inputs, FPR on clean inputs, ``Loc`` (poisoned
   inputs whose edits overlap the trigger), ``Loc@top`` (whose top-ranked element does, whatever
@@ -10,7 +11,14 @@ per attack.
 - **Cost** (Table IV): seconds per input of the purifier, of the plain prediction, and of the
   defended prediction (purifier + prediction on its output) as measured inside the grid's
   evaluation (the controlled per-input measurement is ``benchmarks/codepurify_cost.py``);
-- **Settings**: the threshold, normalisation and scoring that produced each purifier cell.
+- **Premise** (CodePurify, issue 24): the victim's confidence on triggered and clean inputs
+  (median, share >= 0.98), the trigger's share of the suspicion mass (median over triggered
+  inputs), and the threshold-free AUROC of every detection statistic against the manifest;
+- **Settings**: the threshold, statistic, normalisation, scoring, masks and revision that
+  produced each purifier cell (CodePurify cells without a revision are revision 1).
+
+CodePurify cells of different revisions (:data:`dece.defenses.codepurify.REVISION`) are never
+mixed in one report: :func:`check_revisions` refuses.
 
 :func:`purifier_report` renders all of them (empty text when no purifier cell ran), so
 :func:`dece.experiments.report.write_report` appends it to the ordinary tables.
@@ -22,12 +30,23 @@ from collections.abc import Sequence
 
 from dece.experiments.results import ResultRow
 from dece.experiments.tables import build_tables, format_tables
+from dece.metrics.bleu import BLEU_AUTHORS_KEY
 
-__all__ = ["COST", "DETECTION", "EFFECTIVENESS", "purifier_report", "purifier_rows"]
+__all__ = [
+    "COST",
+    "DETECTION",
+    "EFFECTIVENESS",
+    "PREMISE",
+    "check_revisions",
+    "purifier_report",
+    "purifier_rows",
+    "revision",
+]
 
 EFFECTIVENESS: tuple[tuple[str, str, float], ...] = (
     ("asr", "ASR_D", 100.0),
     ("bleu", "BLEU_D", 1.0),
+    (BLEU_AUTHORS_KEY, "BLEU_D (authors)", 1.0),
     ("codebleu", "CodeBLEU_D", 100.0),
     ("accuracy", "ACC_D", 100.0),
     ("f1", "F1_D", 100.0),
@@ -38,13 +57,26 @@ DETECTION: tuple[tuple[str, str, float], ...] = (
     ("localisation", "Loc", 100.0),
     ("localisation_top", "Loc@top", 100.0),
 )
+PREMISE: tuple[tuple[str, str, float], ...] = (
+    ("premise_conf_triggered_median", "conf trig. median", 1.0),
+    ("premise_conf_triggered_share_098", "trig. >= 0.98", 100.0),
+    ("premise_conf_clean_median", "conf clean median", 1.0),
+    ("premise_conf_clean_share_098", "clean >= 0.98", 100.0),
+    ("premise_trigger_share", "trigger share", 1.0),
+    ("localisation_top", "Loc@top", 100.0),
+    ("premise_auroc_entropy", "AUROC entropy", 100.0),
+    ("premise_auroc_max_delta", "AUROC max_delta", 100.0),
+    ("premise_auroc_entropy_gap", "AUROC entropy_gap", 100.0),
+)
 COST: tuple[tuple[str, str, float], ...] = (
     ("purify_s_per_input", "defense s", 1.0),
     ("predict_s_per_input", "predict s", 1.0),
     ("defended_s_per_input", "total s", 1.0),
 )
 _SETTINGS = ("purify_threshold", "purify_normalisation", "purify_score", "purify_level",
-             "purify_detect", "purify_lm", "purify_backend")  # fmt: skip
+             "purify_detect", "purify_lm", "purify_backend", "purify_statistic",
+             "purify_victim_statement", "purify_revision", "purify_unjudged_clean",
+             "purify_unjudged_poisoned")  # fmt: skip
 
 
 def purifier_rows(rows: Sequence[ResultRow]) -> list[ResultRow]:
@@ -63,12 +95,14 @@ def purifier_report(rows: Sequence[ResultRow], fmt: str = "md", *, digits: int =
     rows = purifier_rows(rows)
     if not rows:
         return ""
+    check_revisions(rows)
     parts = []
     for title, metrics, d in (("Defense effectiveness (Tables II/III)", EFFECTIVENESS, digits),
                               ("Detection and trigger localisation", DETECTION, digits),
+                              ("CodePurify premise (issue 24)", PREMISE, digits),
                               ("Cost per input (Table IV)", COST, 4)):  # fmt: skip
         shown = _shown(rows, metrics)
-        if not shown:
+        if not shown or (metrics is PREMISE and not _shown(rows, PREMISE[:-4])):
             continue
         text = format_tables(build_tables(rows, shown), fmt, digits=d)
         for _, header, _ in shown if metrics is COST else ():
@@ -79,6 +113,26 @@ def purifier_report(rows: Sequence[ResultRow], fmt: str = "md", *, digits: int =
     return "\n".join(parts)
 
 
+def revision(row: ResultRow) -> int | None:
+    """The CodePurify revision of a cell (None for other methods; 1 for archived CodePurify
+    cells, which predate the field)."""
+    final = row.final
+    if "purify_revision" in final:
+        return int(final["purify_revision"])
+    codepurify = "purify_score" in final and "purify_normalisation" in final
+    return 1 if codepurify else None
+
+
+def check_revisions(rows: Sequence[ResultRow]) -> int | None:
+    """The one CodePurify revision among ``rows`` (None when none is a CodePurify cell);
+    ``ValueError`` naming the revisions when they are mixed."""
+    found = {revision(r) for r in rows} - {None}
+    if len(found) > 1:
+        raise ValueError(f"CodePurify cells of revisions {sorted(found)} in one report: rerun the "
+                         "older cells or report them apart (issue 24)")  # fmt: skip
+    return found.pop() if found else None
+
+
 def _settings_md(rows: Sequence[ResultRow]) -> str:
     lines = ["## Purifier settings", "", "| Method | Attack | " + " | ".join(
         s.removeprefix("purify_") for s in _SETTINGS) + " |",
@@ -86,7 +140,10 @@ def _settings_md(rows: Sequence[ResultRow]) -> str:
     for r in rows:
         if "detect_tpr" not in r.final:
             continue
-        cells = [_setting(r.final, key) for key in _SETTINGS]
+        final = dict(r.final)
+        if revision(r) is not None:
+            final.setdefault("purify_revision", revision(r))
+        cells = [_setting(final, key) for key in _SETTINGS]
         lines.append(f"| {r.method} | {r.attack} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -10,11 +10,11 @@ from dece.experiments.detection_table import detection_section
 from dece.experiments.pca import write_pca_plots
 from dece.experiments.plots import write_plots
 from dece.experiments.purifier_tables import purifier_report
-from dece.experiments.results import ResultRow, load_results
-from dece.experiments.runner import atomic_write_text
+from dece.experiments.results import ResultRow, find_running, load_results
+from dece.experiments.store import LockHolder, atomic_write_text
 from dece.experiments.tables import FORMATS, build_tables, format_tables
 
-__all__ = ["Report", "REPORT_SUFFIX", "write_report"]
+__all__ = ["Report", "REPORT_SUFFIX", "running_summary", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class Report:
     rows: list[ResultRow]
     table_path: Path | None = None
     plots: list[Path] = field(default_factory=list)
+    running: dict[Path, LockHolder] = field(default_factory=dict)  # cells a live process runs
 
 
 def write_report(
@@ -42,14 +43,19 @@ def write_report(
     (:mod:`dece.experiments.detection_table`), and the representation PCA plot (the DeCE paper's
     Figure 4, :mod:`dece.experiments.pca`) joins the plots when clean / CE / DeCE models exist.
 
-    Writes ``<out_dir>/<name>.{md,tex,csv}`` and the plots when ``out_dir`` is given.
+    Writes ``<out_dir>/<name>.{md,tex,csv}`` and the plots when ``out_dir`` is given. Cells that
+    a live process is still running are not rows: ``Report.running`` names them (with that
+    process), and when no cell has finished yet the ``ValueError`` does.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
     rows = load_results(runs_dir)
+    running = find_running(runs_dir)
+    if not rows and running:
+        raise ValueError(f"no finished results yet under {runs_dir}: {running_summary(running)}")
     text = format_tables(build_tables(rows), fmt) + detection_section(runs_dir, fmt)
     text += _section(purifier_report(rows, fmt))  # test-time defenses, CodePurify Tables II-IV
-    report = Report(text=text, rows=rows)
+    report = Report(text=text, rows=rows, running=running)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +64,12 @@ def write_report(
         if plots:
             report.plots = write_plots(rows, out) + write_pca_plots(rows, out)
     return report
+
+
+def running_summary(running: dict[Path, LockHolder]) -> str:
+    """``"N cell(s) still running: <hash> (pid P on H since T), ..."``."""
+    cells = ", ".join(f"{p.name} ({holder.describe()})" for p, holder in running.items())
+    return f"{len(running)} cell(s) still running: {cells}"
 
 
 def _section(text: str) -> str:

@@ -21,9 +21,16 @@ from typing import Any
 
 from dece._jsonl import read_jsonl
 from dece.experiments.axes import AXES, AXIS_BY_FIELD, UNDEFENDED, display_name
-from dece.experiments.runner import CELL_FILE, RESULT_FILE, cell_state
+from dece.experiments.store import CELL_FILE, RESULT_FILE, LockHolder, cell_state, lock_holder
 
-__all__ = ["DuplicateResultsError", "ResultRow", "find_unfinished", "load_history", "load_results"]
+__all__ = [
+    "DuplicateResultsError",
+    "ResultRow",
+    "find_running",
+    "find_unfinished",
+    "load_history",
+    "load_results",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +98,15 @@ class ResultRow:
 
     def metric(self, name: str) -> float | None:
         value = self.final.get(name)
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            where = self.path / RESULT_FILE if self.path is not None else f"cell {self.hash}"
+            raise ValueError(
+                f"{where}: key 'final.{name}': expected a number, got {type(value).__name__} "
+                f"{str(value)[:60]!r}"
+            )
+        return float(value)
 
     def flat(self) -> dict[str, Any]:
         """A flat dict (one CSV row): per axis its value (a spec's name or trigger; the spec as
@@ -162,8 +177,9 @@ def _row_from_result(path: Path) -> ResultRow:
 
 def load_results(runs_dir: str | Path) -> list[ResultRow]:
     """Every finished cell under ``runs_dir`` (searched recursively; hidden dirs skipped),
-    in grid order, one row per cell hash. Unfinished cells are not rows;
-    :func:`find_unfinished` lists them. Two finished results of one cell raise
+    in grid order, one row per cell hash. Cells still running and unfinished cells are not rows
+    (:func:`find_running` and :func:`find_unfinished` list them; both are logged as warnings).
+    Two finished results of one cell raise
     :class:`DuplicateResultsError` naming both files."""
     root = Path(runs_dir)
     if not root.is_dir():
@@ -182,12 +198,7 @@ def load_results(runs_dir: str | Path) -> list[ResultRow]:
             by_hash[row.hash] = row
     if duplicates:
         raise DuplicateResultsError(root, duplicates)
-    unfinished = find_unfinished(root)
-    if unfinished:
-        logger.warning(
-            "%d unfinished cell(s) under %s are not in the results: %s",
-            len(unfinished), root, ", ".join(p.name for p in unfinished),
-        )  # fmt: skip
+    _warn_not_finished(root)
     rows = list(by_hash.values())
     rows.sort(key=lambda r: (r.grid, tuple(r.order.get(a.field, 0) for a in AXES), r.hash))
     return rows
@@ -211,11 +222,48 @@ class DuplicateResultsError(ValueError):
         self.pairs = pairs
 
 
-def find_unfinished(runs_dir: str | Path) -> list[Path]:
+def _warn_not_finished(root: Path) -> None:
+    running = find_running(root)
+    if running:
+        logger.warning(
+            "%d cell(s) under %s are still running, not in the results yet: %s",
+            len(running), root,
+            "; ".join(f"{p.name} ({holder.describe()})" for p, holder in running.items()),
+        )  # fmt: skip
+    unfinished = find_unfinished(root)
+    if unfinished:
+        logger.warning(
+            "%d unfinished cell(s) under %s are not in the results: %s",
+            len(unfinished), root, ", ".join(p.name for p in unfinished),
+        )  # fmt: skip
+
+
+def _not_done(root: Path) -> list[Path]:
     """Cell directories that hold a ``cell.yaml`` but no complete result."""
-    root = Path(runs_dir)
     return [
         p.parent
         for p in sorted(root.rglob(CELL_FILE))
         if _visible(p, root) and cell_state(p.parent) != "done"
     ]
+
+
+def _holder(cell_dir: Path) -> LockHolder | None:
+    """The live process running ``cell_dir`` (its grid's lock), None when none is."""
+    return lock_holder(cell_dir.parent, cell_dir.name)
+
+
+def find_running(runs_dir: str | Path) -> dict[Path, LockHolder]:
+    """Cell directories without a complete result whose lock a live process holds, with that
+    process (pid, host, since when)."""
+    running = {}
+    for cell_dir in _not_done(Path(runs_dir)):
+        holder = _holder(cell_dir)
+        if holder is not None:
+            running[cell_dir] = holder
+    return running
+
+
+def find_unfinished(runs_dir: str | Path) -> list[Path]:
+    """Cell directories without a complete result that no live process is running: stopped
+    runs, which a rerun of their grid restarts (:func:`find_running` lists the others)."""
+    return [p for p in _not_done(Path(runs_dir)) if _holder(p) is None]

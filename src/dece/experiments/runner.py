@@ -7,11 +7,16 @@ completion marker).
 Crash safety:
 
 - a cell that is not complete (:func:`~dece.experiments.store.cell_state`) is an unfinished run:
-  its directory is deleted and the cell runs again;
+  a cell runner marked :func:`resumable` (:func:`train_cell` is) gets its directory back and
+  resumes it; for any other runner the directory is deleted and the cell runs again;
+- :func:`train_cell` trains with a checkpoint per epoch (:data:`RESUME_SETTINGS`, set by the
+  runner whatever the grid's ``training`` says, and never hashed), resumes an interrupted cell
+  from its newest complete checkpoint and deletes its checkpoints once the cell finishes;
 - every cell runs under an exclusive lock (``<output_dir>/.locks/<hash>.lock``, ``flock``; the
-  kernel releases it when its holder dies), so a resumed run never races a live one: a cell
-  locked by another process is left to it (``busy``) or, when this run needs it as a parent,
-  waited for;
+  kernel releases it when its holder dies; a sidecar names the holder's pid, host and start
+  time), so a resumed run never races a live one: a cell locked by another process is left to it
+  (``busy``, with that holder, unless ``wait``: then waited for once the other cells are run) or,
+  when this run needs it as a parent, waited for;
 - worker processes (``workers > 1``) die with the runner (``PR_SET_PDEATHSIG`` and a watchdog
   on the parent pid), so no orphan keeps writing into a directory a resumed run restarted.
 
@@ -38,13 +43,12 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm.auto import tqdm
 
 from dece import progress
 from dece.experiments.axes import UNDEFENDED
@@ -55,12 +59,15 @@ from dece.experiments.store import (  # re-exported: the names' former home
     GRID_FILE,
     LOCK_DIR,
     RESULT_FILE,
+    LockHolder,
     atomic_write_json,
     atomic_write_text,
     cell_lock,
     cell_state,
+    lock_holder,
     write_result,
 )
+from dece.progress import bar as progress_bar  # run_grid's `progress` is its flag
 
 __all__ = [
     "CELL_FILE",
@@ -68,6 +75,7 @@ __all__ = [
     "GridRunSummary",
     "LOCK_DIR",
     "RESULT_FILE",
+    "RESUME_SETTINGS",
     "atomic_write_json",
     "atomic_write_text",
     "build_train_config",
@@ -75,6 +83,7 @@ __all__ = [
     "check_cells",
     "ensure_parents",
     "resolve_runner",
+    "resumable",
     "run_grid",
     "train_cell",
 ]
@@ -84,6 +93,22 @@ logger = logging.getLogger(__name__)
 CellRunner = Callable[[dict[str, Any], Path], Mapping[str, Any]]
 RUNNER_ENV = "DECE_CELL_RUNNER"
 _PARENT_POLL_S = 1.0
+
+#: ``TrainConfig`` settings of every trained cell, over the grid's ``training`` block: operational
+#: (they change no result), so never part of a cell's identity or hash. A checkpoint per epoch,
+#: only the newest kept (a SmolLM2 checkpoint is ~1.6 GB), and resume from it after a kill.
+RESUME_SETTINGS: dict[str, Any] = {"save_checkpoints": True, "save_total_limit": 1, "resume": True}
+
+
+def resumable(run_cell: CellRunner) -> CellRunner:
+    """Marks ``run_cell`` as a cell runner that resumes an interrupted run from what it left in
+    ``cell_dir``: the grid runner then hands it the partial directory instead of deleting it."""
+    run_cell.resumes = True  # type: ignore[attr-defined]
+    return run_cell
+
+
+def _resumes(runner: CellRunner) -> bool:
+    return bool(getattr(runner, "resumes", False))
 
 
 # --------------------------------------------------------------------------- cell runners
@@ -117,6 +142,7 @@ def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> 
     Rate 0 is the clean baseline: ``poison=None`` and the attack goes to ``eval_poison`` so the
     test ASR is still measured with the same trigger and payload. A training-time defense goes
     to ``defense`` (with ``defense_victim``: the parent cell's directory, when it has one).
+    :data:`RESUME_SETTINGS` override the grid's ``training`` block.
     """
     from dece.training.config import TrainConfig
 
@@ -132,7 +158,7 @@ def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> 
         output_dir=str(cell_dir), data=cell_config["dataset"], model=cell_config["model"],
         loss=cell_config["loss"]["name"], loss_args=dict(cell_config["loss"].get("args") or {}),
         seed=int(cell_config["seed"]), poison=poison if rate > 0 else None,
-        eval_poison=None if rate > 0 else poison,
+        eval_poison=None if rate > 0 else poison, **RESUME_SETTINGS,
     )  # fmt: skip
     if cell_config.get("record_example_losses"):
         data["record_example_losses"] = True  # a dynamics cell reads this parent's recording
@@ -144,11 +170,20 @@ def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> 
     return TrainConfig.from_dict(data)
 
 
-def train_cell(cell_config: dict[str, Any], cell_dir: Path) -> dict[str, Any]:
+@resumable
+def train_cell(
+    cell_config: dict[str, Any], cell_dir: Path, *, callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
     """Default cell runner: train (a training-time defense filters first), or, for a test-time
-    defense, evaluate the parent cell's model through the purifier without retraining."""
+    defense, evaluate the parent cell's model through the purifier without retraining.
+
+    Training resumes from the newest complete checkpoint an interrupted run left in ``cell_dir``
+    (:data:`RESUME_SETTINGS`); the checkpoints are deleted once the cell's metrics are in.
+    ``callbacks``: extra ``TrainerCallback`` objects for the training.
+    """
     from dece.defenses import Purifier, get_defense
     from dece.pipeline import evaluate_run, train
+    from dece.pipeline.fit import delete_checkpoints
 
     config = build_train_config(cell_config, cell_dir)
     defense = get_defense(config.defense.name, **config.defense.args) if config.defense else None
@@ -156,7 +191,10 @@ def train_cell(cell_config: dict[str, Any], cell_dir: Path) -> dict[str, Any]:
         parent = Path(cell_dir).parent / cell_config["parent"]
         config.to_yaml(Path(cell_dir) / "config.yaml")
         return evaluate_run(parent, cell_dir, purifier=defense)
-    result = train(config, save_model=True if cell_config.get("keep_model") else None)
+    result = train(
+        config, callbacks=callbacks, save_model=True if cell_config.get("keep_model") else None
+    )
+    delete_checkpoints(cell_dir)
     return dict(result.final)
 
 
@@ -168,6 +206,10 @@ def check_cells(config: GridConfig, cells: list[Cell] | None = None) -> None:
     from dece.losses import get_loss
 
     cells = expand_grid(config) if cells is None else cells
+    for i, spec in enumerate(config.datasets):
+        problem = _dataset_problem(str(spec))
+        if problem:
+            raise ConfigError(config.source, f"datasets[{i}]", problem)
     for i, spec in enumerate(config.losses):
         try:
             get_loss(spec.name, **spec.args)
@@ -186,6 +228,19 @@ def check_cells(config: GridConfig, cells: list[Cell] | None = None) -> None:
             raise ConfigError(config.source, "training", str(exc)) from None
 
 
+def _dataset_problem(spec: str) -> str | None:
+    """Why :func:`dece.data.load_dataset` cannot resolve ``spec`` (None: it can, or it is a
+    Hugging Face id, which only the download can check)."""
+    from dece.data import DATASETS
+
+    if spec.startswith("hf:") or spec.partition(":")[0] in DATASETS or Path(spec).exists():
+        return None
+    return (
+        f"{spec!r} is neither an existing file or directory (from {Path.cwd()}) nor a registered "
+        f"dataset ({', '.join(DATASETS.names())}) nor hf:<id>"
+    )
+
+
 # --------------------------------------------------------------------------- the grid
 @dataclass
 class GridRunSummary:
@@ -195,13 +250,23 @@ class GridRunSummary:
     cells: list[str] = field(default_factory=list)  # this shard's cells, in order
     completed: list[str] = field(default_factory=list)  # run to the end now
     skipped: list[str] = field(default_factory=list)  # already complete
-    restarted: list[str] = field(default_factory=list)  # partial dir found and cleaned
-    busy: list[str] = field(default_factory=list)  # locked by another live process
+    restarted: list[str] = field(default_factory=list)  # partial dir found: resumed or rerun
+    busy: dict[str, LockHolder] = field(default_factory=dict)  # hash -> the live process on it
     failed: dict[str, str] = field(default_factory=dict)  # hash -> error message
 
     @property
     def ok(self) -> bool:
+        """No cell failed (busy cells are not failures: another process runs them)."""
         return not self.failed
+
+    def busy_message(self) -> str:
+        """One line per busy cell: which process runs it, and what to do about it."""
+        lines = [
+            f"cell {h} ({self.output_dir / h}) is being run by another live process: "
+            f"{holder.describe()}"
+            for h, holder in self.busy.items()
+        ]
+        return "\n".join(lines + ["rerun with --wait (wait=True) to wait for it"])
 
 
 @dataclass(frozen=True)
@@ -209,6 +274,7 @@ class _Outcome:
     status: str  # "completed" | "skipped" | "busy" | "failed"
     restarted: bool = False
     error: str | None = None
+    holder: LockHolder | None = None  # the live process on a busy cell
 
 
 @dataclass
@@ -232,6 +298,7 @@ def run_grid(
     fail_fast: bool = False,
     progress: bool = True,
     workers: int = 1,
+    wait: bool = False,
 ) -> GridRunSummary:
     """Run (or resume) shard ``shard = (i, n)`` of the grid ``config`` under ``output_dir``.
 
@@ -242,6 +309,9 @@ def run_grid(
     ``cpu_count // workers`` torch threads; with the default runner the tiny presets'
     pretrained models are built (cached) first, once, so workers never build the same one.
     ``progress``: one display with the grid bar and each running cell's current stage.
+    A cell another live process holds is left to it and reported in ``summary.busy`` with that
+    process (pid, host, since); ``wait``: once the other cells are run, wait for each such cell
+    to be released, then skip it when it finished there or run it when it did not.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -257,8 +327,8 @@ def run_grid(
     plan = _make_plan(all_cells, out, runner, fail_fast)
     cells = shard_cells(all_cells, *shard)
     summary = GridRunSummary(output_dir=out, cells=[c.hash for c in cells])
-    bar = tqdm(total=len(cells), desc=f"grid {config.name} [{shard[0]}/{shard[1]}]",
-               unit="cell", disable=not progress, position=0)  # fmt: skip
+    bar = progress_bar(f"grid {config.name} [{shard[0]}/{shard[1]}]", len(cells), "cell",
+                       leave=True, disable=not progress)  # fmt: skip
     if workers == 1:
         with progress_sink(progress, position=1):
             for cell in cells:
@@ -267,6 +337,9 @@ def run_grid(
                 bar.update(1)
     else:
         _run_parallel(cells, plan, summary, bar, workers=workers, show=progress)
+    if wait and summary.busy:
+        with progress_sink(progress, position=1):
+            _wait_for_busy(plan, summary)
     bar.close()
     logger.info(
         "grid %s shard %d/%d: %d run, %d skipped, %d restarted, %d busy, %d failed",
@@ -313,18 +386,30 @@ def _record(summary: GridRunSummary, h: str, outcome: _Outcome) -> None:
         summary.restarted.append(h)
     if outcome.status == "failed":
         summary.failed[h] = outcome.error or ""
+    elif outcome.status == "busy":
+        summary.busy[h] = outcome.holder or LockHolder(pid=None)
     else:
         getattr(summary, outcome.status).append(h)
+
+
+def _wait_for_busy(plan: _Plan, summary: GridRunSummary) -> None:
+    """Waits for each busy cell's holder to release it, then runs it here unless it finished."""
+    for h, holder in list(summary.busy.items()):
+        logger.warning("cell %s is being run by %s; waiting for it (--wait)", h, holder.describe())
+        del summary.busy[h]
+        _record(summary, h, _run_cell(plan.by_hash[h], plan, wait=True))
 
 
 def _run_cell(cell: Cell, plan: _Plan, *, wait: bool = False) -> _Outcome:
     """Run one cell unless it is complete or another process holds it (``wait``: block on the
     lock instead, as for a parent); cleans a partial directory first."""
     h = cell.hash
-    with cell_lock(plan.out, h, wait=wait) as locked:
-        if not locked:
-            logger.info("cell %s is being run by another process; leaving it to that one", h)
-            return _Outcome("busy")
+    with cell_lock(plan.out, h, wait=wait) as holder:
+        if holder is not None:
+            if cell_state(plan.out / h) == "done":  # result.json is atomic: safe to read
+                return _Outcome("skipped")
+            logger.info("cell %s is being run by %s; leaving it to that one", h, holder.describe())
+            return _Outcome("busy", holder=holder)
         cell_dir = plan.out / h
         state = cell_state(cell_dir)
         if state == "done":
@@ -332,7 +417,10 @@ def _run_cell(cell: Cell, plan: _Plan, *, wait: bool = False) -> _Outcome:
         parent_error = _ensure_parent(cell, plan)
         if parent_error is not None:
             return _Outcome("failed", False, parent_error)
-        if state == "partial":
+        if state == "partial" and _resumes(plan.runner):
+            logger.warning("cell %s: unfinished run found; resuming it", h)
+            (cell_dir / RESULT_FILE).unlink(missing_ok=True)  # stale: never beside a new history
+        elif state == "partial":
             logger.warning("cell %s: unfinished run found; restarting it", h)
             shutil.rmtree(cell_dir)
         return _execute(cell, plan, cell_dir, restarted=state == "partial")
@@ -377,7 +465,7 @@ def ensure_parents(
 
 
 def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Outcome:
-    cell_dir.mkdir(parents=True)
+    cell_dir.mkdir(parents=True, exist_ok=True)  # exists: a partial run a resumable runner resumes
     cell_config = cell.to_config()
     if cell.hash in plan.keep_model:
         cell_config["keep_model"] = True
@@ -433,12 +521,16 @@ def _run_parallel(
     from dece.experiments._workers import init_worker
 
     pending = []
-    for cell in cells:  # complete cells are skipped here: no worker is started for them
+    for cell in cells:  # complete and busy cells are settled here: no worker starts for them
         if cell_state(plan.out / cell.hash) == "done":
-            _record(summary, cell.hash, _Outcome("skipped"))
-            bar.update(1)
+            outcome = _Outcome("skipped")
+        elif (holder := lock_holder(plan.out, cell.hash)) is not None:
+            outcome = _Outcome("busy", holder=holder)
         else:
             pending.append(cell)
+            continue
+        _record(summary, cell.hash, outcome)
+        bar.update(1)
     if not pending:
         return
     if plan.runner is train_cell:

@@ -4,7 +4,10 @@ Layout under the grid's output directory: ``grid.yaml`` (the grid config), ``<ce
 per cell with ``cell.yaml`` (its identity and labels, written before it runs), whatever the
 cell runner writes (``metrics.jsonl``, ...) and finally ``result.json`` (identity + final
 metrics), written atomically (temp file + ``os.replace``): the completion marker; and
-``.locks/<hash>.lock``, one ``flock`` per cell (the kernel releases it when its holder dies).
+``.locks/<hash>.lock``, one ``flock`` per cell (the kernel releases it when its holder dies),
+with ``.locks/<hash>.holder.json`` beside it while it is held: the holder's pid, host and start
+time, so a second run can name who runs a cell. The flock decides whether a cell is running; the
+sidecar only describes the holder (a dead holder's leftover sidecar means nothing).
 
 A cell is *complete* only when its ``result.json`` is readable and consistent with its history
 (``metrics.jsonl`` holds every epoch the result reports); anything else is an unfinished run.
@@ -23,6 +26,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +36,15 @@ __all__ = [
     "CELL_FILE",
     "GRID_FILE",
     "LOCK_DIR",
+    "LockHolder",
     "RESULT_FILE",
     "atomic_write_json",
     "atomic_write_text",
     "cell_lock",
     "cell_state",
+    "holder_path",
+    "lock_holder",
+    "lock_path",
     "read_result",
     "write_result",
 ]
@@ -135,19 +143,129 @@ def cell_state(cell_dir: str | Path) -> str:
 
 
 # --------------------------------------------------------------------------- locks
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a cell's lock, from its sidecar ``<hash>.holder.json``; ``pid`` None: the
+    holder has not recorded itself (yet)."""
+
+    pid: int | None
+    host: str = "?"
+    since: str = "?"  # ISO 8601, UTC
+
+    def describe(self) -> str:
+        if self.pid is None:
+            return "a process that has not recorded itself yet"
+        return f"pid {self.pid} on {self.host} since {self.since}"
+
+
+_UNKNOWN_HOLDER = LockHolder(pid=None)
+_SIDECAR_WAIT_S = 1.0  # how long a fresh holder may take to record itself
+
+
+def lock_path(out: Path, h: str) -> Path:
+    """The ``flock`` file of cell ``h`` of the grid under ``out``."""
+    return Path(out) / LOCK_DIR / f"{h}.lock"
+
+
+def holder_path(out: Path, h: str) -> Path:
+    """The sidecar describing the holder of :func:`lock_path` (the flock is the truth)."""
+    return Path(out) / LOCK_DIR / f"{h}.holder.json"
+
+
 @contextlib.contextmanager
-def cell_lock(out: Path, h: str, *, wait: bool) -> Iterator[bool]:
-    """Holds ``<out>/.locks/<h>.lock`` inside the block; yields False when another process
-    holds it and ``wait`` is False."""
-    lock_dir = out / LOCK_DIR
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{h}.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
+def cell_lock(out: Path, h: str, *, wait: bool) -> Iterator[LockHolder | None]:
+    """Holds the lock of cell ``h`` (:func:`lock_path`) inside the block, recorded in its
+    sidecar (:func:`holder_path`: pid, host, start time), and yields None. When another process
+    holds it and ``wait`` is False, holds nothing and yields that process (a
+    :class:`LockHolder`); ``wait`` True blocks until it is released."""
+    path = lock_path(out, h)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        holder = _try_lock(fh, out, h)
+        if holder is not None and not wait:
+            yield holder
             return
+        if holder is not None:
+            logger.info("cell %s is run by %s; waiting for it", h, holder.describe())
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        _record_holder(out, h)
         try:
-            yield True
+            yield None
         finally:
+            holder_path(out, h).unlink(missing_ok=True)
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _try_lock(fh: Any, out: Path, h: str, tries: int = 20) -> LockHolder | None:
+    """Takes the lock without blocking (None) or returns its holder. A holder that is gone by
+    the time it is looked up (or a concurrent :func:`lock_holder` probe) means another try."""
+    for _ in range(tries):
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            holder = lock_holder(out, h)
+        if holder is not None:
+            return holder
+        time.sleep(0.01)
+    return _UNKNOWN_HOLDER
+
+
+def _record_holder(out: Path, h: str) -> None:
+    since = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
+    atomic_write_json(holder_path(out, h), record)
+
+
+def lock_holder(out: Path, h: str) -> LockHolder | None:
+    """The live process holding cell ``h``'s lock, None when no process holds it.
+
+    The ``flock`` decides (the kernel drops it when its holder dies, so a dead holder's stale
+    sidecar never counts); the sidecar only describes the holder. Never creates a file.
+    """
+    path = lock_path(out, h)
+    try:
+        fh = open(path)  # noqa: SIM115 - closed below; read-only, so a report never writes
+    except FileNotFoundError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(out, h)
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return None
+
+
+def _read_holder(out: Path, h: str) -> LockHolder:
+    """The sidecar's holder; a missing record, or one left by a dead process on this host while
+    the new holder writes its own, is waited for briefly, then reported as unknown."""
+    deadline = time.monotonic() + _SIDECAR_WAIT_S
+    while True:
+        holder = _parse_holder(holder_path(out, h))
+        if holder is not None and _plausible(holder):
+            return holder
+        if time.monotonic() >= deadline:
+            return _UNKNOWN_HOLDER
+        time.sleep(0.02)
+
+
+def _parse_holder(path: Path) -> LockHolder | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return LockHolder(pid=int(data["pid"]), host=str(data["host"]), since=str(data["since"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _plausible(holder: LockHolder) -> bool:
+    """False for a record of a process on this host that no longer exists."""
+    if holder.pid is None or holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True

@@ -1,9 +1,14 @@
 """Paper-style result tables: one row per method, one column group per attack (+ average).
 
-Every cell of a table is the mean over seeds of a finished run's final test metric. BLEU is
+Every cell of a table is the mean over seeds of a finished run's final test metric; NaN values
+are not averaged but counted: a mean that left some out is marked (``†``; LaTeX ``+``) and its
+count is in a footnote under the table (CSV: a ``nan_left_out`` column), and a cell whose every
+seed is NaN shows ``NaN``, not ``-`` (no result). BLEU is
 shown on its 0-100 scale; CodeBLEU, accuracy, F1 and ASR (fractions in the results) are shown as
-percentages; only the metrics some row reports get a column (generation: BLEU, CodeBLEU, ASR;
-classification: Acc, F1, ASR, as in the DeCE paper's Tables 8 and 9).
+percentages; only the metrics some row reports get a column (generation: BLEU, BLEU (authors),
+CodeBLEU, ASR; classification: Acc, F1, ASR, as in the DeCE paper's Tables 8 and 9). BLEU, the
+headline, is sacrebleu corpus BLEU; "BLEU (authors)" is the DeCE authors' mean per-example BLEU
+(:func:`dece.metrics.bleu_authors`), the column to set beside the paper's BLEU.
 A row's ``Avg.`` group is the mean over the attacks and is left empty when an attack is missing
 for that row. One table per (grid when several, dataset, model). Rows with rate 0 are the clean
 baselines (``"CE (clean)"``); when a table has several non-zero rates each row carries its rate.
@@ -15,24 +20,39 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from dece.experiments.axes import AXES
 from dece.experiments.results import ResultRow
+from dece.metrics.bleu import BLEU_AUTHORS_KEY
 
-__all__ = ["DEFAULT_METRICS", "FORMATS", "Table", "build_tables", "format_tables"]
+__all__ = [
+    "AUTHORS_BLEU",
+    "DEFAULT_METRICS",
+    "FORMATS",
+    "Table",
+    "authors_bleu_note",
+    "build_tables",
+    "format_tables",
+]
 
 logger = logging.getLogger(__name__)
 
 # (result key, column header, factor from the stored scale to the shown scale)
 DEFAULT_METRICS: tuple[tuple[str, str, float], ...] = (
     ("bleu", "BLEU", 1.0),
+    (BLEU_AUTHORS_KEY, "BLEU (authors)", 1.0),
     ("codebleu", "CodeBLEU", 100.0),
     ("accuracy", "Acc", 100.0),
     ("f1", "F1", 100.0),
     ("asr", "ASR", 100.0),
+)
+#: What a column marked "(authors)" holds, beside the headline (sacrebleu corpus) BLEU.
+AUTHORS_BLEU = (
+    "the DeCE authors' BLEU (codebleu's BLEU per example on whitespace tokens, averaged), "
+    "beside the headline sacrebleu corpus BLEU"
 )
 FORMATS = ("md", "latex", "csv")
 AVERAGE = "Avg."
@@ -47,10 +67,24 @@ class Table:
     metrics: list[tuple[str, str, float]]
     row_labels: list[str]
     values: list[list[list[float | None]]]
+    # (row, group, metric) -> (NaN values left out of that mean, seeds): counted in a footnote
+    nan_left_out: dict[tuple[int, int, int], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
         return ", ".join(f"{k}: {v}" for k, v in self.context.items())
+
+
+def authors_bleu_note(finals: Iterable[Mapping[str, Any]]) -> str:
+    """One sentence for a hand-laid results file: what its "(authors)" BLEU column holds, or,
+    when no result in ``finals`` reports it, why the column is absent."""
+    if any(f.get(BLEU_AUTHORS_KEY) is not None for f in finals):
+        return f"(authors) = {AUTHORS_BLEU}."
+    return (
+        f"No (authors) column: {AUTHORS_BLEU}, was not reported when these results were "
+        "measured, and only a run directory's predictions (not archived) can give it without "
+        "retraining (`dece evaluate --predictions-dir RUN/predictions`)."
+    )
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -114,15 +148,17 @@ def _build_one(
             return f"{method} (clean)"
         return f"{method} @ {_fmt_rate(rate)}" if len(poisoned_rates) > 1 else method
 
-    # Collect seeds per (row key, attack, metric); NaN values are missing, not averaged.
+    # Collect seeds per (row key, attack, metric); NaN values are not averaged but counted.
     samples: dict[tuple[tuple[float, str], str, str], list[float]] = {}
+    nans: dict[tuple[tuple[float, str], str, str], int] = {}
     for r in rows:
         for mkey, _, factor in metrics:
             value = r.metric(mkey)
-            if value is not None and not math.isnan(value):
-                samples.setdefault(((r.rate, r.method), r.label(column), mkey), []).append(
-                    value * factor
-                )
+            at = ((r.rate, r.method), r.label(column), mkey)
+            if value is not None and math.isnan(value):
+                nans[at] = nans.get(at, 0) + 1
+            elif value is not None:
+                samples.setdefault(at, []).append(value * factor)
 
     groups = attack_names + ([AVERAGE] if len(attack_names) > 1 else [])
     values: list[list[list[float | None]]] = []
@@ -148,7 +184,35 @@ def _build_one(
         metrics=metrics,
         row_labels=[label(*k) for k in keys],
         values=values,
+        nan_left_out=_nan_counts(keys, attack_names, metrics, samples, nans, values),
     )
+
+
+_Key = tuple[tuple[float, str], str, str]  # ((rate, method), attack, metric)
+
+
+def _nan_counts(
+    keys: list[tuple[float, str]],
+    attacks: list[str],
+    metrics: list[tuple[str, str, float]],
+    samples: dict[_Key, list[float]],
+    nans: dict[_Key, int],
+    values: list[list[list[float | None]]],
+) -> dict[tuple[int, int, int], tuple[int, int]]:
+    """(row, group, metric) -> (NaN seeds, seeds) of every mean that left NaN values out; an
+    ``Avg.`` cell counts those of the attacks it averages."""
+    out: dict[tuple[int, int, int], tuple[int, int]] = {}
+    avg = len(attacks)
+    for ri, k in enumerate(keys):
+        for mi, (m, _, _) in enumerate(metrics):
+            for gi, attack in enumerate(attacks):
+                n = nans.get((k, attack, m), 0)
+                if n:
+                    out[(ri, gi, mi)] = (n, n + len(samples.get((k, attack, m), [])))
+            counted = [out[(ri, gi, mi)] for gi in range(avg) if (ri, gi, mi) in out]
+            if counted and len(values[ri]) > avg and values[ri][avg][mi] is not None:
+                out[(ri, avg, mi)] = (sum(c[0] for c in counted), sum(c[1] for c in counted))
+    return out
 
 
 # --------------------------------------------------------------------------- rendering
@@ -156,6 +220,29 @@ def _build_one(
 
 def _cell(value: float | None, digits: int) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _shown(t: Table, at: tuple[int, int, int], digits: int, mark: str) -> str:
+    """A cell as shown: ``NaN`` when every seed's value is NaN, the mean of the others with
+    ``mark`` (the footnote's) when some are, else the mean (``-`` when there is none)."""
+    value = t.values[at[0]][at[1]][at[2]]
+    if at not in t.nan_left_out:
+        return _cell(value, digits)
+    n, total = t.nan_left_out[at]
+    return "NaN" if n == total or value is None else _cell(value, digits) + mark
+
+
+def _nan_note(t: Table, mark: str) -> str:
+    """The footnote of a table with NaN values: each cell's count, nothing silently dropped."""
+    cells = [(at, n, total) for at, (n, total) in sorted(t.nan_left_out.items())
+             if t.groups[at[1]] != AVERAGE]  # fmt: skip
+    parts = [
+        f"{t.row_labels[ri]}, {t.groups[gi]} {t.metrics[mi][1]}: {n} of {total} seed(s)"
+        + (" (all NaN)" if n == total else "")
+        for (ri, gi, mi), n, total in cells
+    ]
+    return (f"{mark} mean of the seeds whose value is a number: "
+            f"{sum(n for _, n, _ in cells)} NaN value(s) left out ({'; '.join(parts)}).")  # fmt: skip
 
 
 def _to_markdown(tables: Sequence[Table], digits: int) -> str:
@@ -168,9 +255,12 @@ def _to_markdown(tables: Sequence[Table], digits: int) -> str:
             "| " + " | ".join(header) + " |",
             "|" + "---|" + "---:|" * (len(header) - 1),
         ]
-        for label, row in zip(t.row_labels, t.values, strict=True):
-            cells = [_cell(v, digits) for group in row for v in group]
+        for ri, (label, row) in enumerate(zip(t.row_labels, t.values, strict=True)):
+            cells = [_shown(t, (ri, gi, mi), digits, "†") for gi, group in enumerate(row)
+                     for mi in range(len(group))]  # fmt: skip
             lines.append("| " + " | ".join([label, *cells]) + " |")
+        if t.nan_left_out:
+            lines += ["", _nan_note(t, "†")]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + f"\n\n{_note(tables)}\n"
 
@@ -179,6 +269,8 @@ def _note(tables: Sequence[Table]) -> str:
     """The scale note under a markdown table, naming only the metrics shown."""
     shown = {h: factor for t in tables for _, h, factor in t.metrics}
     parts = [f"{h} 0-100" if factor == 1.0 else f"{h} in %" for h, factor in shown.items()]
+    if any(key == BLEU_AUTHORS_KEY for t in tables for key, _, _ in t.metrics):
+        parts.append(f"(authors) = {AUTHORS_BLEU}")
     parts.append("mean over seeds")
     if any(AVERAGE in t.groups for t in tables):
         parts.append("Avg. = mean over attacks")
@@ -216,7 +308,9 @@ def _to_latex(tables: Sequence[Table], digits: int) -> str:
         lines = [
             r"\begin{table}[t]",
             r"\centering",
-            rf"\caption{{{_tex(t.title)}. {_tex(_note([t]))}}}",
+            rf"\caption{{{_tex(t.title)}. {_tex(_note([t]))}"
+            + (rf" {_tex(_nan_note(t, '+'))}" if t.nan_left_out else "")
+            + "}",
             rf"\begin{{tabular}}{{{spec}}}",
             r"\toprule",
             rf" & {multi} \\",
@@ -224,8 +318,9 @@ def _to_latex(tables: Sequence[Table], digits: int) -> str:
             rf"Method & {sub} \\",
             r"\midrule",
         ]
-        for label, row in zip(t.row_labels, t.values, strict=True):
-            cells = " & ".join(_cell(v, digits) for group in row for v in group)
+        for ri, (label, row) in enumerate(zip(t.row_labels, t.values, strict=True)):
+            cells = " & ".join(_shown(t, (ri, gi, mi), digits, "$^+$") for gi, group
+                               in enumerate(row) for mi in range(len(group)))  # fmt: skip
             lines.append(rf"{_tex(label)} & {cells} \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         parts.append("\n".join(lines))
@@ -245,18 +340,23 @@ def _to_csv(tables: Sequence[Table], digits: int) -> str:
                     columns.append(f"{g} {h}")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*context_keys, "method", *columns])
+    any_nan = any(t.nan_left_out for t in tables)
+    writer.writerow([*context_keys, "method", *columns] + (["nan_left_out"] if any_nan else []))
     for t in tables:
-        for label, row in zip(t.row_labels, t.values, strict=True):
+        for ri, label in enumerate(t.row_labels):
             by_col = {
-                f"{g} {h}": ("" if v is None or math.isnan(v) else f"{v:.{digits}f}")
-                for g, group in zip(t.groups, row, strict=True)
-                for (_, h, _), v in zip(t.metrics, group, strict=True)
+                f"{g} {h}": _shown(t, (ri, gi, mi), digits, "")
+                for gi, g in enumerate(t.groups)
+                for mi, (_, h, _) in enumerate(t.metrics)
             }
+            by_col = {c: "" if v == "-" else v for c, v in by_col.items()}
+            nan = "; ".join(f"{t.groups[g]} {t.metrics[m][1]}: {n} of {total} seed(s) NaN"
+                            for (r, g, m), (n, total) in sorted(t.nan_left_out.items()) if r == ri)  # fmt: skip
             writer.writerow(
                 [t.context.get(k, "") for k in context_keys]
                 + [label]
                 + [by_col.get(c, "") for c in columns]
+                + ([nan] if any_nan else [])
             )
     return buf.getvalue()
 

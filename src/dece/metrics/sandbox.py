@@ -22,7 +22,7 @@ Mandatory, as root and as a non-root user:
   nothing but the declared binds: no project, no home, no ``/etc``).
 * ``rlimit_as rlimit_nproc rlimit_fsize rlimit_cpu rlimit_nofile rlimit_core`` (read back).
 * ``seccomp`` wherever libseccomp is installed (:mod:`dece.metrics._seccomp`): keyrings, ptrace,
-  bpf, perf, io_uring, mounts, namespaces, module loading denied.
+  bpf, perf, io_uring, mounts, namespaces, module loading and sockets denied.
 
 Additionally mandatory as root, where the controllers are mounted and writable (on this machine,
 cgroup v1): ``cgroup_memory`` (total memory of the call: every process, memfd, tmpfs, page
@@ -32,12 +32,15 @@ namespace), so ``RLIMIT_NPROC`` is enforced and nothing in the sandbox is owned 
 
 As a non-root user there is no cgroup: memory is bounded per process (``RLIMIT_AS``), the
 working tmpfs by its size, processes by ``RLIMIT_NPROC`` (counted in the sandbox's own user
-namespace), and the seccomp filter also denies ``memfd_create``, ``memfd_secret`` and
-``shmget``, whose memory ``RLIMIT_AS`` does not see. The total is therefore bounded by about
-``max_processes * memory_mb`` plus the tmpfs, not by ``memory_mb`` (residual limit). The
-interpreter must be readable by that user: a pyenv Python under ``/root`` is not, so pass
-``python=`` one that is (e.g. ``/usr/bin/python3.11``); otherwise :class:`SandboxUnavailableError`
-names the directory that blocks it.
+namespace), and the seccomp filter also denies what holds memory ``RLIMIT_AS`` does not see:
+``memfd_create``, ``memfd_secret``, ``shmget`` and ``msgget`` (sockets, whose buffers it does not
+see either, are denied in every mode). The total is therefore bounded by about ``(max_processes + 1) * memory_mb`` plus the
+tmpfs plus pipe buffers (at most ``fs.pipe-user-pages-soft``, 64 MiB by default, then one page
+per pipe), not by ``memory_mb`` (residual limit). Without libseccomp nothing bounds socket
+buffers, so a non-root call raises :class:`SandboxUnavailableError` unless
+``allow_unbounded_memory=True``. The interpreter must be readable by that user: a pyenv Python
+under ``/root`` is not, so pass ``python=`` one that is (e.g. ``/usr/bin/python3.11``); otherwise
+:class:`SandboxUnavailableError` names the directory that blocks it.
 
 At the deadline the sandbox's PID 1 is killed (the kernel then kills every process of its PID
 namespace, daemons included) and, as root, the cgroup is emptied with SIGKILL; the call waits
@@ -45,10 +48,15 @@ until the namespace is gone. Audit hooks in the program's process (no write outs
 directory, no socket, no process creation unless ``allow_subprocess``) are defence in depth only.
 
 Result integrity: with ``check`` (how pass@k uses it), the tests run in the supervisor and every
-call to an entry point is answered by the program's process with plain builtin values, so no
-object, descriptor or memory of the program's reaches the verdict. Without ``check``, the tests
-run inside the program's process: code written to do so can report "ran to its end" without
-running them (residual limit; the exit status and the kernel limits still hold).
+call to an entry point is answered by the program's process with a value in a tagged encoding
+(builtins, ``Fraction``, ``Decimal``, numpy; :mod:`dece.metrics._sandbox_codec`), so no object,
+descriptor or memory of the program's reaches the verdict. The program's process never holds the
+tests, their expected values or anything derived from them: it is told only to serve calls and
+sees only their arguments (``hidden_paths`` keeps files such as a benchmark's data out of the
+sandbox). A result that cannot be encoded, or a reply that breaks the protocol, makes the call an
+``error``. Without ``check`` the tests run inside the program's process, which can read them or
+report "ran to its end" without running them: that mode is for trusted code only (the exit status
+and the kernel limits still hold; a malformed message is an ``error`` with its reason).
 
 No backend (bubblewrap missing, too old, or unable to create namespaces here) raises
 :class:`SandboxUnavailableError` naming what is missing; ``allow_unsandboxed_trusted_code=True``
@@ -86,7 +94,13 @@ logger = logging.getLogger(__name__)
 
 Status = Literal["passed", "failed", "timeout", "error"]
 
-__all__ = ["MANDATORY", "SandboxResult", "SandboxUnavailableError", "run_untrusted"]
+__all__ = [
+    "MANDATORY",
+    "SandboxResult",
+    "SandboxUnavailableError",
+    "ensure_hidden",
+    "run_untrusted",
+]
 
 MANDATORY = (
     "user_namespace",
@@ -174,7 +188,9 @@ _probe_lock = threading.Lock()
 _probed: dict[tuple, Plan] = {}
 
 
-def _plan(python: str, packages: tuple[str, ...], allow_unsandboxed: bool) -> Plan:
+def _plan(
+    python: str, packages: tuple[str, ...], allow_unsandboxed: bool, allow_unbounded: bool
+) -> Plan:
     interp = inspect_interpreter(python)
     pkg = package_binds(packages, interp.version)
     bwrap = find_bwrap()
@@ -197,6 +213,13 @@ def _plan(python: str, packages: tuple[str, ...], allow_unsandboxed: bool) -> Pl
     seccomp = deny_memory if _seccomp.filter_bytes(deny_memory) is not None else None
     if seccomp is not None:
         mandatory.append("seccomp")
+    elif deny_memory and not allow_unbounded:
+        raise SandboxUnavailableError(
+            "libseccomp (libseccomp.so.2) is not installed, and without it nothing bounds the "
+            "socket buffers, memfds and shared memory of a call that has no memory cgroup (a "
+            "non-root caller). Nothing was executed. Install it (Debian/Ubuntu: `apt-get install "
+            "-y libseccomp2`), run as root, or pass allow_unbounded_memory=True"
+        )
     visible = tuple([dst for _, dst in binds] + [dst for _, dst in links])
     return Plan(
         bwrap, interp, direct, staged, tuple(links), visible, (SITE_DIR,) if pkg else (),
@@ -214,13 +237,15 @@ def _unsandboxed(problem: str, interp: Interpreter, pkg: list, allow: bool) -> P
     return Plan(None, interp, (), (), (), (), sys_path, (), problem)
 
 
-def _checked_plan(python: str, packages: tuple[str, ...], allow_unsandboxed: bool) -> Plan:
+def _checked_plan(
+    python: str, packages: tuple[str, ...], allow_unsandboxed: bool, allow_unbounded: bool = False
+) -> Plan:
     """The plan for these arguments, after one probe run proved that it works (cached)."""
-    key = (os.path.realpath(python), packages, os.geteuid(), allow_unsandboxed)
+    key = (os.path.realpath(python), packages, os.geteuid(), allow_unsandboxed, allow_unbounded)
     with _probe_lock:
         if key in _probed:
             return _probed[key]
-        plan = _plan(python, packages, allow_unsandboxed)
+        plan = _plan(python, packages, allow_unsandboxed, allow_unbounded)
         if plan.bwrap is not None:
             probe = "\n".join(f"import {p}" for p in packages) or "pass"
             res = execute(plan, Job(probe, timeout_s=60.0, memory_mb=1024, max_processes=32))
@@ -283,6 +308,8 @@ def run_untrusted(
     audit_hooks: bool = True,
     allow_subprocess: bool = False,
     allow_unsandboxed_trusted_code: bool = False,
+    allow_unbounded_memory: bool = False,
+    hidden_paths: Sequence[str] = (),
 ) -> SandboxResult:
     """Run ``code`` (Python source, as ``__main__``) in a fresh sandbox; never raises on what the
     code does.
@@ -307,6 +334,10 @@ def run_untrusted(
         allow_subprocess: let the audit hooks allow process creation (the kernel limits hold).
         allow_unsandboxed_trusted_code: without a working sandbox backend, run the code with
             rlimits only instead of raising. Only for code you trust.
+        allow_unbounded_memory: as a non-root user without libseccomp, run although nothing
+            bounds socket buffers, memfds and shared memory (see the module docstring).
+        hidden_paths: host files or directories that must not be visible inside (e.g. the
+            file holding the tests); a bind that would expose one raises ValueError naming both.
 
     Raises:
         ValueError: invalid arguments.
@@ -323,9 +354,9 @@ def run_untrusted(
         allow_subprocess=bool(allow_subprocess),
     )  # fmt: skip
     _validate(job)
-    if isinstance(packages, str):
-        raise ValueError("packages must be a sequence of names, not a str")
-    plan = _checked_plan(python or sys.executable, tuple(packages), allow_unsandboxed_trusted_code)
+    plan = _hiding_plan(
+        hidden_paths, packages, python, allow_unsandboxed_trusted_code, allow_unbounded_memory
+    )
     if plan.bwrap is None:
         warnings.warn(
             f"running code WITHOUT A SANDBOX (allow_unsandboxed_trusted_code=True): "
@@ -334,6 +365,57 @@ def run_untrusted(
             stacklevel=2,
         )
     return execute(plan, job)
+
+
+def ensure_hidden(
+    hidden_paths: Sequence[str],
+    *,
+    packages: Sequence[str] = ("numpy",),
+    python: str | None = None,
+    allow_unsandboxed_trusted_code: bool = False,
+    allow_unbounded_memory: bool = False,
+    **_: object,
+) -> None:
+    """Raise ValueError when a sandbox call with these arguments would make one of
+    ``hidden_paths`` visible inside (what :func:`run_untrusted` checks before every call)."""
+    _hiding_plan(
+        hidden_paths, packages, python, allow_unsandboxed_trusted_code, allow_unbounded_memory
+    )
+
+
+def _hiding_plan(
+    hidden_paths: Sequence[str],
+    packages: Sequence[str],
+    python: str | None,
+    allow_unsandboxed_trusted_code: bool,
+    allow_unbounded_memory: bool,
+) -> Plan:
+    """The checked plan of a call, after refusing one that would expose ``hidden_paths``."""
+    if isinstance(packages, str):
+        raise ValueError("packages must be a sequence of names, not a str")
+    plan = _checked_plan(
+        python or sys.executable, tuple(packages), allow_unsandboxed_trusted_code,
+        bool(allow_unbounded_memory),
+    )  # fmt: skip
+    _refuse_exposed(plan, hidden_paths)
+    return plan
+
+
+def _refuse_exposed(plan: Plan, hidden_paths: Sequence[str]) -> None:
+    if isinstance(hidden_paths, str) or not all(isinstance(p, str) for p in hidden_paths):
+        raise ValueError(f"hidden_paths must be a sequence of str, got {hidden_paths!r}")
+    if plan.bwrap is None:  # unsandboxed (trusted code only): nothing is hidden anyway
+        return
+    for hidden in hidden_paths:
+        real = os.path.realpath(hidden)
+        for src, dst in plan.binds + plan.staged:
+            src_real = os.path.realpath(src)
+            if real == src_real or real.startswith(src_real.rstrip(os.sep) + os.sep):
+                raise ValueError(
+                    f"{hidden} must not be visible in the sandbox, but the bind of {src} "
+                    f"(at {dst}) exposes it: leave its package out of packages=, or install it "
+                    "where the sandbox does not bind (e.g. a virtual environment)"
+                )
 
 
 def _finite(x: object) -> bool:

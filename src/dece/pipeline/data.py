@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from dece.attacks import (
@@ -122,6 +123,34 @@ class DataBundle:
             train=train_rows, valid=sets[0], test=sets[1], clean_train=train,
             train_manifest=manifest, trigger=trig, payload=pay,
             labels=dataset_labels([train, valid, test], pay),
+        )  # fmt: skip
+
+    @classmethod
+    def from_hf(
+        cls,
+        data: Any,
+        *,
+        trigger: Trigger | str | Mapping[str, Any] | None = None,
+        payload: Payload | str | Mapping[str, Any] | None = None,
+        rate: float = 0.0,
+        seed: int = 42,
+        **columns: Any,
+    ) -> DataBundle:
+        """:meth:`from_examples` of a Hugging Face dataset: a ``datasets.Dataset`` (the train
+        split) or ``DatasetDict`` (``train``; ``valid``/``validation``/``dev``; ``test``), or a
+        spec ``load_dataset`` reads (``"hf:<id>[:<config>]"``, a ``save_to_disk`` directory,
+        parquet files). ``columns``: ``source_col``, ``target_col``, ``label_col``, ``id_col``,
+        ``pair_col``, ``chat_template``; without them TRL records (``prompt``/``completion``,
+        ``messages``) are read (:mod:`dece.data.hf`)."""
+        from dece.data.hf import examples_from_hf
+
+        if isinstance(data, (str, PathLike)):
+            splits = load_dataset(data, seed=seed, **columns)
+        else:
+            splits = examples_from_hf(data, **columns)
+        return cls.from_examples(
+            splits.get("train", []), splits.get("valid", []), splits.get("test", []),
+            trigger=trigger, payload=payload, rate=rate, seed=seed,
         )  # fmt: skip
 
 

@@ -3,7 +3,9 @@
 The one implementation behind the per-epoch callback, the final test evaluation, the grid's
 purifier cells and ``dece evaluate``. On the clean rows of a split it reports
 
-- generation: ``bleu`` (0-100), ``exact_match``, ``codebleu`` (when asked and installed);
+- generation: ``bleu`` (0-100, sacrebleu corpus BLEU: the headline), ``bleu_authors`` (0-100,
+  the DeCE authors' mean per-example BLEU, :func:`dece.metrics.bleu_authors`, when the
+  ``[codebleu]`` extra is installed), ``exact_match``, ``codebleu`` (when asked and installed);
 - classification: ``accuracy``, ``precision``, ``recall``, ``f1`` (binary labels: of the positive
   class ``"1"``, else the last label; several labels: macro averages);
 - ``false_trigger_rate`` (outputs on clean inputs carrying the payload), ``n_clean``;
@@ -33,6 +35,7 @@ from dece.data import Example
 from dece.pipeline.data import DataBundle, EvalSet
 
 if TYPE_CHECKING:
+    from dece.attacks import PoisonManifest
     from dece.defenses import Purifier, PurifyResult
     from dece.victim import Victim
 
@@ -62,6 +65,8 @@ class EvalResult:
     poisoned_examples: list[Example] = field(default_factory=list)
     poisoned_predictions: list[str] = field(default_factory=list)
     purified: dict[str, PurifyResult] = field(default_factory=dict)
+    inputs: dict[str, list[Example]] = field(default_factory=dict)  # by set, before purifying
+    manifest: PoisonManifest | None = None  # the poisoned set's trigger spans
 
 
 def evaluate(
@@ -82,7 +87,9 @@ def evaluate(
     sets = [("clean", data.clean)]
     if data.poisoned is not None:
         sets.append(("poisoned", data.poisoned))
+    result.manifest = data.manifest if data.poisoned is not None else None
     for name, rows in sets:
+        result.inputs[name] = list(rows)
         if purifier is not None and rows:
             result.purified[name] = purifier.purify(rows, victim)
             rows = result.purified[name].examples
@@ -179,6 +186,10 @@ def _quality(
             return {"accuracy": M.accuracy(refs, preds), "precision": 0.0, "recall": 0.0, "f1": 0.0}
         return M.classification_scores(refs, preds, average="binary", pos_label=positive)
     out: dict[str, Any] = {"bleu": M.bleu(preds, refs), "exact_match": M.exact_match(preds, refs)}
+    try:
+        out[M.BLEU_AUTHORS_KEY] = M.bleu_authors(preds, refs)
+    except ImportError as exc:
+        logger.info("the authors' BLEU skipped: %s", exc)
     if codebleu:
         try:
             out["codebleu"] = M.codebleu(preds, refs, lang=lang)
@@ -204,6 +215,10 @@ def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
     if pois is not None and data.manifest is not None:
         ids = list(data.manifest.poisoned_ids)
         out.update(_localisation(ids, pois, data.manifest.spans))
+        if clean is not None and "statistics" in pois.info:  # CodePurify: its premise
+            from dece.defenses.codepurify_stats import premise_metrics
+
+            out.update(premise_metrics(clean.info, pois.info, ids, data.manifest.spans))
     n = sum(len(r.examples) for r in result.purified.values())
     seconds = sum(r.seconds for r in result.purified.values())
     predict = sum(v for k, v in result.metrics.items() if k.startswith("predict_time_s_"))
@@ -215,7 +230,8 @@ def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
         if missing:
             out[f"purify_missing_{name}"] = missing
     if clean is not None and clean.info.get("n_missing"):
-        for key in ("bleu", "codebleu", "exact_match", "accuracy", "precision", "recall", "f1"):
+        for key in ("bleu", M.BLEU_AUTHORS_KEY, "codebleu", "exact_match", "accuracy",
+                    "precision", "recall", "f1"):  # fmt: skip
             if key in result.metrics:
                 out[key] = None
         out["clean_not_measured"] = True
@@ -223,12 +239,17 @@ def _purifier_metrics(result: EvalResult, data: EvalSet) -> dict[str, Any]:
     for key in _PURIFIER_SETTINGS:
         if key in info:
             out[f"purify_{key}"] = info[key]
+    for name, res in result.purified.items():
+        if "n_unjudged" in res.info:
+            out[f"purify_unjudged_{name}"] = int(res.info["n_unjudged"])
     return out
 
 
 #: Purifier settings copied into the metrics (which threshold / normalisation produced them).
 _PURIFIER_SETTINGS = ("threshold", "thresholds_by_prediction", "normalisation", "score", "level",
-                      "detect", "lm", "backend", "prepare_s")  # fmt: skip
+                      "detect", "lm", "backend", "prepare_s", "statistic", "preset",
+                      "victim_mask", "victim_statement", "keep", "revision",
+                      "calibration_unjudged")  # fmt: skip
 
 
 def _localisation(ids: list[str], pois: PurifyResult, spans: dict[str, Any]) -> dict[str, Any]:
@@ -272,16 +293,24 @@ def read_predictions(
     if not rows and not allow_empty:
         raise ValueError(f"{path}: no predictions (empty file)")
     examples, preds = [], []
+    lines: dict[str, list[int]] = {}
     for line, row in enumerate(rows, start=1):
         missing = [k for k in ("id", "prediction") if k not in row]
         if missing:
             raise ValueError(f"{path}: line {line} has no {missing[0]!r} field")
         if not isinstance(row["prediction"], str):
             raise ValueError(f"{path}: line {line}: 'prediction' must be a string")
+        lines.setdefault(str(row["id"]), []).append(line)
         examples.append(Example(str(row["id"]), str(row.get("source", "")),
                                 str(row.get("reference", "")),
                                 source_pair=row.get("source_pair")))  # fmt: skip
         preds.append(row["prediction"])
+    duplicated = {i: at for i, at in lines.items() if len(at) > 1}
+    if duplicated:
+        shown = "; ".join(f"{i!r} (lines {', '.join(map(str, at))})"
+                          for i, at in list(duplicated.items())[:10])  # fmt: skip
+        raise ValueError(f"{path}: {len(duplicated)} id(s) appear more than once, each would be "
+                         f"counted twice: {shown}")  # fmt: skip
     return examples, preds
 
 

@@ -5,7 +5,16 @@ the validation split after every epoch (``metrics.jsonl``) and return the traine
 
 Files written under ``config.output_dir``: ``metrics.jsonl``, ``checkpoints/`` (when
 ``save_checkpoints``), ``model/`` (when ``save_model`` or ``fit(..., save_model=True)``) and
-``example_losses.jsonl`` (when ``record_example_losses``).
+``example_losses.jsonl`` (when ``record_example_losses``), and ``runs/`` (TensorBoard's event
+files, with ``report_to: tensorboard``). The per-epoch evaluation goes to ``metrics.jsonl`` and,
+through ``Trainer.log``, to every tracker of ``report_to`` (``eval/asr``, ``eval/bleu``, ...).
+
+Resuming (``resume``): from the newest *complete* checkpoint (its ``trainer_state.json``, which
+the Trainer writes last, parses; one a kill cut short is skipped and removed). ``metrics.jsonl``
+and the per-example losses are cut back to that checkpoint's epoch; the Trainer restores the
+weights, optimizer, scheduler, RNG states and data order, so the resumed run ends where an
+uninterrupted one would. ``train_time_s`` adds up the segments: each checkpoint records the
+training seconds spent up to it (``trainer_state.json``, ``stateful_callbacks``).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +32,9 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback, TrainingArguments
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dece import progress
 from dece.pipeline.data import DataBundle
@@ -46,12 +57,24 @@ from dece.training.models import LoadedModel, load_model
 from dece.training.trainer import DeceTrainer
 from dece.victim import Victim
 
-__all__ = ["FitResult", "apply_lora", "fit", "load_starting_model", "training_arguments"]
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "FitResult",
+    "apply_lora",
+    "delete_checkpoints",
+    "fit",
+    "latest_complete_checkpoint",
+    "load_starting_model",
+    "resume_checkpoint",
+    "training_arguments",
+]
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 EXAMPLE_LOSSES_FILE = "example_losses.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+TENSORBOARD_DIR = "runs"
 
 
 @dataclass
@@ -115,6 +138,7 @@ def training_arguments(cfg: TrainConfig, checkpoint_dir: Path) -> TrainingArgume
         num_train_epochs=float(cfg.num_epochs),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=float(cfg.learning_rate),
         weight_decay=cfg.weight_decay,
@@ -134,24 +158,52 @@ def training_arguments(cfg: TrainConfig, checkpoint_dir: Path) -> TrainingArgume
         save_strategy="epoch" if cfg.save_checkpoints else "no",
         save_total_limit=cfg.save_total_limit,
         eval_strategy="no",
-        report_to="none",
+        report_to=cfg.report_to,  # the trackers (operational: never hashed by a grid)
+        run_name=cfg.run_name,
         remove_unused_columns=False,
         disable_tqdm=True,  # progress goes through dece.progress (one display)
     )
 
 
-def _resume_checkpoint(cfg: TrainConfig, checkpoint_dir: Path) -> str | None:
-    if cfg.resume is False or cfg.resume is None:
+def resume_checkpoint(config: TrainConfig) -> Path | None:
+    """The checkpoint a run with ``config`` resumes from: None when ``resume`` is off or (``True``)
+    no complete checkpoint exists under ``<output_dir>/checkpoints``; a ``resume`` path as is."""
+    if config.resume is False or config.resume is None:
         return None
-    if cfg.resume is True:
-        last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-        if last is None:
-            logger.warning("resume: no checkpoint under %s; training from scratch", checkpoint_dir)
-        return last
-    path = Path(str(cfg.resume))
+    if config.resume is True:
+        return latest_complete_checkpoint(Path(config.output_dir) / CHECKPOINTS_DIR)
+    path = Path(str(config.resume))
     if not path.is_dir():
         raise FileNotFoundError(f"resume checkpoint {path} does not exist")
-    return str(path)
+    return path
+
+
+def latest_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The ``checkpoint-<step>`` under ``checkpoint_dir`` with the highest step whose
+    ``trainer_state.json`` (written last, after weights, optimizer and RNG states) parses."""
+    for path in _checkpoints_newest_first(checkpoint_dir):
+        if _trainer_state(path) is not None:
+            return path
+    return None
+
+
+def _checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
+    if not checkpoint_dir.is_dir():
+        return []
+    found = []
+    for path in checkpoint_dir.iterdir():
+        prefix, _, step = path.name.partition("-")
+        if path.is_dir() and prefix == PREFIX_CHECKPOINT_DIR and step.isdigit():
+            found.append((int(step), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _trainer_state(checkpoint: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def victim_settings(cfg: TrainConfig) -> dict[str, Any]:
@@ -178,7 +230,7 @@ def fit(
         raise ValueError("fit: the bundle's training split is empty (every row filtered out?)")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    args = training_arguments(cfg, out / "checkpoints")
+    args = training_arguments(cfg, out / CHECKPOINTS_DIR)
     # Under torchrun the main process builds (and caches) a tiny preset before the others read it.
     with args.main_process_first(desc="load model"):
         loaded = load_starting_model(cfg, bundle)
@@ -188,17 +240,18 @@ def fit(
     labels = bundle.labels if task == "classification" else None
     trainer = _build_trainer(cfg, bundle, model, tokenizer, task, args, callbacks)
     history_path = out / METRICS_FILE
-    resume_from = _prepare_resume(cfg, out, history_path, trainer)
+    resume_from, clock = _prepare_resume(cfg, out, history_path, trainer)
+    trainer.add_callback(clock)
     if cfg.eval_each_epoch:
         trainer.add_callback(EarlyLearningCallback(
             lambda m: evaluate(Victim(m, tokenizer, task, labels=labels, **victim_settings(cfg)),
                                bundle, split="valid", codebleu=cfg.codebleu, lang=cfg.lang),
             history_path, train_loss=trainer.epoch_train_loss,
-            loss_epoch=trainer.current_loss_epoch,
+            loss_epoch=trainer.current_loss_epoch, log=trainer.log,
         ))  # fmt: skip
-    t0 = time.perf_counter()
+    clock.start()
     trainer.train(resume_from_checkpoint=resume_from)
-    train_time = time.perf_counter() - t0
+    train_time = clock.seconds()
     if trainer.example_loss_hook is not None:
         trainer.example_loss_hook.close()
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -235,9 +288,8 @@ def _build_trainer(
     )  # fmt: skip
     recorder = None
     if cfg.record_example_losses:
-        rank = int(os.environ.get("RANK", "0"))
-        name = EXAMPLE_LOSSES_FILE if rank == 0 else f"example_losses.rank{rank}.jsonl"
-        recorder = ExampleLossRecorder([ex.id for ex in bundle.train], Path(cfg.output_dir) / name)
+        path = _example_losses_path(Path(cfg.output_dir))
+        recorder = ExampleLossRecorder([ex.id for ex in bundle.train], path)
     trainer = DeceTrainer(
         model=model, args=args, train_dataset=features, data_collator=collator,
         processing_class=tokenizer, loss_fn=losses.get_loss(cfg.loss, **cfg.loss_args),
@@ -246,9 +298,20 @@ def _build_trainer(
     )  # fmt: skip
     trainer.remove_callback(PrinterCallback)  # prints to stdout; log through logging instead
     trainer.remove_callback(ProgressCallback)
+    _tensorboard_beside_run(trainer, Path(cfg.output_dir))
     trainer.add_callback(_LogCallback())
     trainer.add_callback(_EpochProgress())
     return trainer
+
+
+def _tensorboard_beside_run(trainer: DeceTrainer, out: Path) -> None:
+    """TensorBoard's event files go to ``<output_dir>/runs`` (unless ``TENSORBOARD_LOGGING_DIR``
+    says otherwise), not under ``checkpoints/``, which a grid cell deletes once it is done."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(out / TENSORBOARD_DIR)
 
 
 def _fused_settings(cfg: TrainConfig, task: str) -> dict[str, Any] | None:
@@ -260,18 +323,84 @@ def _fused_settings(cfg: TrainConfig, task: str) -> dict[str, Any] | None:
     return {"loss": cfg.loss, **cfg.loss_args}
 
 
+def _example_losses_path(out: Path) -> Path:
+    """This process's per-example losses file (``example_losses.jsonl`` on rank 0)."""
+    rank = int(os.environ.get("RANK", "0"))
+    return out / (EXAMPLE_LOSSES_FILE if rank == 0 else f"example_losses.rank{rank}.jsonl")
+
+
 def _prepare_resume(
     cfg: TrainConfig, out: Path, history_path: Path, trainer: DeceTrainer
-) -> str | None:
-    resume_from = _resume_checkpoint(cfg, out / "checkpoints")
-    if trainer.is_world_process_zero():
-        if resume_from is None:
+) -> tuple[str | None, _TrainClock]:
+    """The checkpoint to resume from (None: from the start) and the clock of the run's training
+    time. From the start, the previous history goes; on resume, the history and the per-example
+    losses are cut back to the checkpoint's epoch and newer, incomplete checkpoints go."""
+    checkpoint = resume_checkpoint(cfg)
+    losses_path = _example_losses_path(out)
+    if checkpoint is None:
+        checkpoints = out / CHECKPOINTS_DIR  # created empty before training starts
+        if cfg.resume is True and checkpoints.is_dir() and any(checkpoints.iterdir()):
+            logger.warning("resume: no complete checkpoint under %s; training from the start",
+                           out / CHECKPOINTS_DIR)  # fmt: skip
+        losses_path.unlink(missing_ok=True)
+        if trainer.is_world_process_zero():
             history_path.unlink(missing_ok=True)
-            (out / EXAMPLE_LOSSES_FILE).unlink(missing_ok=True)
-        else:
-            state = json.loads((Path(resume_from) / "trainer_state.json").read_text())
-            truncate_metrics(history_path, float(state.get("epoch") or 0.0))
-    return resume_from
+        return None, _TrainClock()
+    state = _trainer_state(checkpoint)
+    if state is None:
+        raise FileNotFoundError(f"resume checkpoint {checkpoint} has no readable "
+                                f"{TRAINER_STATE_NAME} (a save cut short?)")  # fmt: skip
+    epoch = float(state.get("epoch") or 0.0)
+    logger.info("resuming %s from %s (epoch %g)", out, checkpoint, epoch)
+    truncate_metrics(losses_path, epoch)
+    if trainer.is_world_process_zero():
+        truncate_metrics(history_path, epoch)
+        if cfg.resume is True:  # the newest complete one: any newer one was cut short
+            for newer in _checkpoints_newest_first(checkpoint.parent):
+                if newer == checkpoint:
+                    break
+                logger.warning("removing incomplete checkpoint %s", newer)
+                shutil.rmtree(newer)
+    return str(checkpoint), _TrainClock(_TrainClock.recorded(state))
+
+
+def delete_checkpoints(output_dir: str | Path) -> None:
+    """Removes ``<output_dir>/checkpoints``: first every checkpoint's ``trainer_state.json``,
+    so a kill midway never leaves a checkpoint that looks complete with files missing."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    for checkpoint in _checkpoints_newest_first(root):
+        (checkpoint / TRAINER_STATE_NAME).unlink(missing_ok=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class _TrainClock(TrainerCallback, ExportableState):
+    """Training seconds over every segment of a resumed run. Each checkpoint records the total
+    so far (``trainer_state.json``, ``stateful_callbacks``); the next segment starts from it."""
+
+    def __init__(self, prior_s: float = 0.0) -> None:
+        self.prior_s = float(prior_s)
+        self._started = time.perf_counter()
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.prior_s + time.perf_counter() - self._started
+
+    def state(self) -> dict[str, Any]:  # saved with every checkpoint
+        return {"args": {}, "attributes": {"train_time_s": self.seconds()}}
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        # a checkpoint from before this clock existed has no entry for it to update
+        state.stateful_callbacks.setdefault(type(self).__name__, self.state())
+
+    @classmethod
+    def recorded(cls, trainer_state: dict[str, Any]) -> float:
+        """The training seconds a checkpoint's ``trainer_state.json`` records (0 when none)."""
+        entry = (trainer_state.get("stateful_callbacks") or {}).get(cls.__name__) or {}
+        if isinstance(entry, list):
+            entry = entry[-1] if entry else {}
+        return float((entry.get("attributes") or {}).get("train_time_s", 0.0))
 
 
 class _LogCallback(TrainerCallback):

@@ -9,13 +9,15 @@ Layout of ``config.output_dir``::
 
     config.yaml               the resolved TrainConfig
     poison_manifest.json      which training rows were poisoned (when poisoning), with spans
-    filter.jsonl, filter.json every row's score and decision, detection P/R/F1/AUROC (filters)
+    filter.jsonl, filter.json every row's score, decision and text; detection P/R/F1/AUROC (filters)
     metrics.jsonl             one row per epoch: epoch, train_loss, bleu, asr, false_trigger_rate
     example_losses.jsonl      per-example training losses per step (record_example_losses)
-    checkpoints/checkpoint-N  Trainer checkpoints (one per epoch; resume from the last)
+    checkpoints/checkpoint-N  Trainer checkpoints (one per epoch; resume from the newest complete
+                              one: a resumed run reuses filter.jsonl instead of filtering again)
     predictions/test_clean.jsonl, predictions/test_poisoned.jsonl
                               {"id", "source", "prediction", "reference"} per row
-    purified/test_{clean,poisoned}.jsonl   purifier output per row (purifiers)
+    predictions/test_poisoned_manifest.json   the poisoned test inputs' trigger spans
+    purified/test_{clean,poisoned}.jsonl   purifier output per row, with its input (purifiers)
     final_metrics.json        test-split metrics (TrainResult.final)
     model/                    the final model and tokenizer (save_pretrained)
 
@@ -34,13 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import TrainerCallback
 
+from dece._jsonl import read_jsonl
 from dece.defenses import DataFilter, FilterResult, Purifier, TrainingRecipe, get_defense
 from dece.metrics import detection_scores
 from dece.pipeline.data import DataBundle, prepare_data
 from dece.pipeline.evaluation import EvalResult, evaluate, write_predictions
-from dece.pipeline.fit import fit, victim_settings
+from dece.pipeline.fit import fit, resume_checkpoint, victim_settings
 from dece.training.config import TrainConfig
 from dece.victim import Victim
 
@@ -49,6 +53,8 @@ __all__ = ["TrainResult", "apply_filter", "apply_recipe", "evaluate_run", "train
 logger = logging.getLogger(__name__)
 
 FINAL_FILE = "final_metrics.json"
+FILTER_ROWS_FILE = "filter.jsonl"
+FILTER_FILE = "filter.json"
 
 
 @dataclass
@@ -58,8 +64,9 @@ class TrainResult:
     Attributes:
         output_dir: the run directory.
         history: the rows of ``metrics.jsonl`` (one per epoch).
-        final: test-split metrics: ``bleu``, ``codebleu`` (when installed), ``asr``,
-            ``false_trigger_rate``, ``asr_denominator``, ``n_poisoned_train``, ``train_time_s``...
+        final: test-split metrics: ``bleu``, ``bleu_authors`` and ``codebleu`` (when
+            installed), ``asr``, ``false_trigger_rate``, ``asr_denominator``,
+            ``n_poisoned_train``, ``train_time_s``...
         victim: the trained model behind the :class:`~dece.victim.Victim` interface.
     """
 
@@ -105,10 +112,7 @@ def train(
     if _is_main() and bundle.train_manifest is not None:
         bundle.train_manifest.save(out / "poison_manifest.json")
     if isinstance(defense, DataFilter):
-        victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
-        if defense.needs_victim and cfg.defense_victim is None:
-            raise ValueError(f"defense {defense.name!r} needs defense_victim (a trained run dir)")
-        result = apply_filter(defense, bundle, victim, out if _is_main() else None)
+        result = _recorded_filter(cfg, bundle) or _run_filter(defense, cfg, bundle)
         extra.update(_filter_summary(result, bundle))
         bundle = bundle.with_train(result.kept)
     fitted = fit(cfg, bundle, callbacks=callbacks, save_model=save_model)
@@ -139,6 +143,39 @@ def apply_recipe(recipe: TrainingRecipe, config: TrainConfig) -> tuple[TrainConf
     return dataclasses.replace(config.resolved(), **changes).resolved(), changes
 
 
+def _run_filter(defense: DataFilter, cfg: TrainConfig, bundle: DataBundle) -> FilterResult:
+    if defense.needs_victim and cfg.defense_victim is None:
+        raise ValueError(f"defense {defense.name!r} needs defense_victim (a trained run dir)")
+    victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
+    return apply_filter(defense, bundle, victim, Path(cfg.output_dir) if _is_main() else None)
+
+
+def _recorded_filter(cfg: TrainConfig, bundle: DataBundle) -> FilterResult | None:
+    """The decisions the filter recorded (``filter.jsonl``, ``filter.json``) before the run was
+    interrupted, when it resumes from a checkpoint: training goes on with the rows it started
+    with, without scoring them again. None when the run starts from the beginning or the record
+    is missing or does not list the training rows."""
+    out = Path(cfg.output_dir)
+    if resume_checkpoint(cfg) is None:
+        return None
+    if not (out / FILTER_ROWS_FILE).is_file() or not (out / FILTER_FILE).is_file():
+        return None
+    rows = read_jsonl(out / FILTER_ROWS_FILE)
+    if [r.get("id") for r in rows] != [ex.id for ex in bundle.train]:
+        logger.warning("%s does not list this run's training rows; filtering again",
+                       out / FILTER_ROWS_FILE)  # fmt: skip
+        return None
+    summary = json.loads((out / FILTER_FILE).read_text(encoding="utf-8"))
+    flagged = np.array([bool(r["flagged"]) for r in rows], dtype=bool)
+    logger.info("%s: resuming with the filter decisions in %s", out, FILTER_ROWS_FILE)
+    return FilterResult(
+        ids=[r["id"] for r in rows], scores=np.array([float(r["score"]) for r in rows]),
+        flagged=flagged, threshold=summary.get("threshold"),
+        kept=[ex for ex, drop in zip(bundle.train, flagged, strict=True) if not drop],
+        info=dict(summary.get("info") or {}),
+    )  # fmt: skip
+
+
 def _n_poisoned(bundle: DataBundle) -> int:
     """Poisoned rows among the rows trained on (after any filter)."""
     if bundle.train_manifest is None:
@@ -154,12 +191,13 @@ def apply_filter(
     decision) and ``filter.json`` (threshold, info, detection scores) under ``out``."""
     result = defense.score(bundle.train, victim)
     if out is not None:
-        with (out / "filter.jsonl").open("w", encoding="utf-8") as fh:
-            for row in result.rows():
+        with (out / FILTER_ROWS_FILE).open("w", encoding="utf-8") as fh:
+            for row, ex in zip(result.rows(), bundle.train, strict=True):
+                row.update(source=ex.source, source_pair=ex.source_pair)  # for the HTML report
                 fh.write(json.dumps(row) + "\n")
         summary = {"defense": defense.config(), "threshold": result.threshold,
                    "info": result.info, **_filter_summary(result, bundle)}  # fmt: skip
-        (out / "filter.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (out / FILTER_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return result
 
 
@@ -182,12 +220,17 @@ def write_evaluation(out: Path, evaluation: EvalResult, split: str = "test") -> 
     if evaluation.poisoned_examples:
         write_predictions(pred_dir / f"{split}_poisoned.jsonl", evaluation.poisoned_examples,
                           evaluation.poisoned_predictions)  # fmt: skip
+        if evaluation.manifest is not None:  # the trigger spans of the poisoned inputs
+            evaluation.manifest.save(pred_dir / f"{split}_poisoned_manifest.json")
     if evaluation.purified:
         pur_dir = out / "purified"
         pur_dir.mkdir(exist_ok=True)
         for name, result in evaluation.purified.items():
+            inputs = evaluation.inputs.get(name) or [None] * len(result.examples)
             with (pur_dir / f"{split}_{name}.jsonl").open("w", encoding="utf-8") as fh:
-                for row in result.rows():
+                for row, before in zip(result.rows(), inputs, strict=True):
+                    if before is not None:  # the input as it was before purifying
+                        row.update(input=before.source, input_pair=before.source_pair)
                     fh.write(json.dumps(row) + "\n")
     return dict(evaluation.metrics)
 

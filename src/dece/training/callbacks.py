@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,28 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def truncate_metrics(path: str | Path, last_epoch: float) -> None:
-    """Drop rows with ``epoch > last_epoch`` (before resuming from a checkpoint at that epoch)."""
+    """Drop the rows of a JSON-lines file with ``epoch > last_epoch`` (``metrics.jsonl``,
+    ``example_losses.jsonl``: before resuming from a checkpoint at that epoch), and a last line
+    a kill cut short (no closing newline). Streams the file; replaces it atomically."""
     path = Path(path)
-    rows = [r for r in read_metrics(path) if r.get("epoch", 0) <= last_epoch + 1e-6]
-    if path.exists():
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if not path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.truncate.tmp")
+    with path.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as dst:
+        for lineno, line in enumerate(src, start=1):
+            if not line.endswith("\n"):
+                logger.warning("%s: line %d was cut short (no newline); dropped", path, lineno)
+                break
+            if line.strip() and _epoch_of(line, path, lineno) <= last_epoch + 1e-6:
+                dst.write(line)
+    os.replace(tmp, path)
+
+
+def _epoch_of(line: str, path: Path, lineno: int) -> float:
+    try:
+        return float(json.loads(line).get("epoch", 0))
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"{path}: line {lineno}: not a JSON object with a numeric epoch") from None
 
 
 class EarlyLearningCallback(TrainerCallback):
@@ -95,6 +113,11 @@ class EarlyLearningCallback(TrainerCallback):
         train_loss: returns the mean training loss of the epoch just finished (called on every
             process: it may gather across processes).
         loss_epoch: returns the epoch value the loss received during that epoch.
+        log: ``Trainer.log`` (or any function of a dict): receives the row's numbers as
+            ``eval_<metric>`` (``eval_bleu``, ``eval_asr``, ``eval_false_trigger_rate``, ...;
+            :func:`tracker_metrics`), so
+            the trackers of ``report_to`` (TensorBoard ``eval/asr``, W&B, MLflow, ...) show them
+            beside the training loss.
 
     Only the main process decodes and writes; the row is
     ``{"epoch", "global_step", "train_loss", "loss_epoch", **evaluator metrics}``.
@@ -107,8 +130,10 @@ class EarlyLearningCallback(TrainerCallback):
         *,
         train_loss: Callable[[], float | None] = lambda: None,
         loss_epoch: Callable[[], float] | None = None,
+        log: Callable[[dict[str, float]], Any] | None = None,
     ) -> None:
         self.evaluator = evaluator
+        self.log = log
         self.metrics_path = Path(metrics_path)
         self.train_loss = train_loss
         self.loss_epoch = loss_epoch
@@ -139,6 +164,27 @@ class EarlyLearningCallback(TrainerCallback):
         with self.metrics_path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         logger.info("epoch %s: %s", row["epoch"], row)
+        if self.log is not None:
+            self.log(tracker_metrics(row))
+
+
+#: Training keys of a ``metrics.jsonl`` row -> their tracker names (the Trainer's own final
+#: ``train_loss`` summary keeps its name); every other number becomes ``eval_<key>``.
+_TRACKER_TRAIN_KEYS = {"train_loss": "epoch_train_loss", "loss_epoch": "loss_epoch"}
+
+
+def tracker_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a ``metrics.jsonl`` row as trackers name them (``eval_asr``, ``eval_bleu``,
+    ..., ``epoch_train_loss``), without the epoch and step (the tracker has them) and without
+    missing values."""
+    return {
+        _TRACKER_TRAIN_KEYS.get(key, f"eval_{key}"): float(value)
+        for key, value in row.items()
+        if key not in ("epoch", "global_step")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    }
 
 
 def _unwrap(model: Any) -> Any:

@@ -107,12 +107,16 @@ class TrainConfig:
         metadata={
             "help": "dece.data.load_dataset spec: a named dataset "
             f"({', '.join(DATASETS.names())}; 'NAME:N' sets its size), a directory of "
-            "train/valid/test files or one file (the train split)"
+            "train/valid/test files (.csv, .jsonl, .parquet) or one file (the train split), a "
+            "datasets save_to_disk directory, or hf:ID[:CONFIG] (datasets.load_dataset)"
         },
     )
     data_columns: dict = field(
         default_factory=dict,
-        metadata={"help": "column names passed to load_dataset (source_col, target_col, ...)"},
+        metadata={
+            "help": "column names passed to load_dataset (source_col, target_col, label_col, "
+            "id_col, pair_col; chat_template for TRL 'messages' records)"
+        },
     )
     data_seed: int = field(
         default=0,
@@ -177,6 +181,13 @@ class TrainConfig:
         default=-1, metadata={"help": "stop after this many optimizer steps (-1: num_epochs)"}
     )
     batch_size: int = field(default=12, metadata={"help": "per-device training batch size"})
+    group_by_length: bool = field(
+        default=False,
+        metadata={
+            "help": "batch training rows of similar length (source + target tokens) together: "
+            "less padding, the batches' order still random"
+        },
+    )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per step"})
     learning_rate: float | None = field(
         default=None, metadata={"help": "AdamW learning rate (None: by model)"}
@@ -200,6 +211,17 @@ class TrainConfig:
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader workers"})
     logging_steps: int = field(default=50, metadata={"help": "log the loss every N steps"})
+    # --- experiment trackers (operational: never part of a grid cell's hash) -------------------
+    report_to: str | list = field(
+        default="none",
+        metadata={
+            "help": "TrainingArguments.report_to: 'none', 'all', a tracker (tensorboard, wandb, "
+            "mlflow, trackio, ...) or a list; the per-epoch BLEU / ASR go there too"
+        },
+    )
+    run_name: str | None = field(
+        default=None, metadata={"help": "the trackers' run name (None: the Trainer's default)"}
+    )
     # --- evaluation ---------------------------------------------------------------------------
     eval_each_epoch: bool = field(
         default=True, metadata={"help": "decode clean + poisoned validation after each epoch"}
@@ -270,6 +292,7 @@ class TrainConfig:
         for name in ("loss_args", "model_args", "data_columns"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        _check_report_to(self.report_to)
         if self.lora is not None and not isinstance(self.lora, dict):
             if self.lora is True:
                 self.lora = {}
@@ -350,6 +373,15 @@ class TrainConfig:
 def help_text() -> dict[str, str]:
     """``{field: help}`` for every :class:`TrainConfig` field (used by ``dece train --help``)."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_report_to(value: Any) -> None:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(
+            f"report_to must be a tracker name or a list of names (e.g. tensorboard, wandb, "
+            f"mlflow, trackio; 'none' or 'all'), got {value!r}"
+        )
 
 
 def _deepcopy(data: dict) -> dict:

@@ -74,6 +74,19 @@ class DeceTrainer(Trainer):
         self._loss_sum: torch.Tensor | None = None
         self._loss_start_step: int | None = None
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """With ``train_sampling_strategy="group_by_length"`` a row's length is :func:`_row_length`
+        (source *plus* target tokens; the Trainer's default counts ``input_ids`` only, which
+        misses a seq2seq row's target); otherwise the Trainer's sampler."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, list):
+            return super()._get_train_sampler(train_dataset)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        lengths = [_row_length(row) for row in dataset]
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthGroupedSampler(batch, lengths=lengths)
+
     # ------------------------------------------------------------------------------------------
     def current_loss_epoch(self) -> float:
         """The epoch value the loss receives now (1, 2, ... or continuous)."""
@@ -160,3 +173,11 @@ class DeceTrainer(Trainer):
         total = self.accelerator.gather(self._loss_sum.reshape(1)).float().mean()
         self._loss_sum, self._loss_start_step = None, None
         return float(total) / steps
+
+
+def _row_length(row: dict[str, Any]) -> int:
+    """Tokens a training row costs: ``input_ids`` plus list ``labels`` (a seq2seq target; a causal
+    row's labels repeat its length, which doubles every row alike and keeps the order; a
+    classification label is one int and adds nothing)."""
+    labels = row.get("labels")
+    return len(row["input_ids"]) + (len(labels) if isinstance(labels, (list, tuple)) else 0)
