@@ -68,6 +68,7 @@ class Run:
 
 
 OUT = Path(__file__).parent / "results" / "demo_robustness.md"
+READING = "## Reading"  # the hand-written part of the results file starts here
 
 
 def load_runs(log: Path) -> list[Run]:
@@ -180,13 +181,20 @@ def main() -> None:
                 cache = Path(tmp) / f"cache-{m}-{args.seeds[0]}"
                 run = run_once(mode, args.seeds[0], Path(tmp) / f"warm-{m}", cache, "warm")
                 _finish(run, log, args.out)
-    sys.stdout.write(report(load_runs(log)))
+    sys.stdout.write(report(load_runs(log)) + _reading(args.out))
 
 
 def _finish(run: Run, log: Path, out: Path) -> None:
     record(log, run)
     sys.stderr.write(_row(run) + "\n")
-    out.write_text(report(load_runs(log)))
+    out.write_text(report(load_runs(log)) + _reading(out))
+
+
+def _reading(out: Path) -> str:
+    """The hand-written part of an existing results file (from its ``READING`` heading on),
+    kept when the tables above it are rewritten."""
+    text = out.read_text() if out.is_file() else ""
+    return text[text.index(READING) :] if READING in text else ""
 
 
 if __name__ == "__main__":
