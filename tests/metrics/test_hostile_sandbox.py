@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from _nonroot import nonroot_command
 
 from dece.metrics.sandbox import MANDATORY, SandboxResult, run_untrusted
 
@@ -805,14 +806,7 @@ def _mem_available() -> int:
 def test_probes_contained_for_a_non_root_caller(host, tmp_path):
     """The same probes with uid 65534 as the caller (no cgroup; the victim is then a process of
     the caller's own uid). Memory is watched on the host while they run."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("switching to uid 65534 needs root and setpriv")
-    python = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}", path="/usr/bin")
-    import dece
-
-    paths = [str(Path(m.__file__).resolve().parents[1]) for m in (dece, numpy)]
-    if python is None or not all(os.access(p, os.R_OK) for p in paths):
-        pytest.skip("no interpreter and packages readable by uid 65534")
+    cmd, env = nonroot_command()
     host.reset_outside()
     before = (_snapshot([host.outside]), _watched_state(host.watched)[1])
     jobs, names = [], [p.name for p in PROBES if p.name in NONROOT]
@@ -823,8 +817,6 @@ def test_probes_contained_for_a_non_root_caller(host, tmp_path):
             kwargs["check"] = kwargs["check"].replace("{token}", host.token)
         kwargs["entry_points"] = list(kwargs.get("entry_points", ()))
         jobs.append({"code": f"H = {host.values!r}\n" + probe.code, "kwargs": kwargs})
-    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", python]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
     low, baseline = [], _mem_available()
     with tempfile.TemporaryDirectory() as shared:  # directly under /tmp: uid 65534 reaches it
         os.chmod(shared, 0o755)

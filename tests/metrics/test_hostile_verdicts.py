@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from _forge import (  # noqa: E402
     canary_check,
     humaneval_completion,
 )
+from _nonroot import nonroot_command  # noqa: E402
 
 from dece.metrics import evaluate_pass_at_k, load_humaneval_problems  # noqa: E402
 from dece.metrics.sandbox import MANDATORY, run_untrusted  # noqa: E402
@@ -87,24 +87,13 @@ for job in json.load(open(sys.argv[1])):
 def test_lookup_candidate_finds_no_tests_as_uid_65534(tmp_path):
     """The same negatives with a non-root caller (no cgroup; the call's files are then the
     sandbox uid's own, e.g. its stdout file can be reopened for reading)."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("switching to uid 65534 needs root and setpriv")
-    python = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}", path="/usr/bin")
-    import numpy
-
-    import dece
-
-    paths = [str(Path(m.__file__).resolve().parents[1]) for m in (dece, numpy)]
-    if python is None or not all(os.access(p, os.R_OK) for p in paths):
-        pytest.skip("no interpreter and packages readable by uid 65534")
+    cmd, env = nonroot_command()
     kwargs = {**SANDBOX, "check": canary_check(TOKEN), "entry_points": ["add"]}
     jobs = [{"code": canary_candidate(route), "kwargs": kwargs} for route in ROUTES]
     with tempfile.TemporaryDirectory() as shared:  # directly under /tmp: uid 65534 reaches it
         os.chmod(shared, 0o755)
         (Path(shared) / "jobs.json").write_text(json.dumps(jobs))
         (Path(shared) / "jobs.json").chmod(0o644)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", python]
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
         proc = subprocess.run(
             [*cmd, "-c", NONROOT_SCRIPT, str(Path(shared) / "jobs.json")],
             capture_output=True, text=True, env=env, cwd=shared, timeout=850,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _nonroot import nonroot_command
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux"),
@@ -131,21 +131,6 @@ def _mem_available() -> int:
     return 0
 
 
-def _nonroot() -> tuple[list[str], dict[str, str]]:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("switching to uid 65534 needs root and setpriv")
-    python = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}", path="/usr/bin")
-    import numpy
-
-    import dece
-
-    paths = [str(Path(m.__file__).resolve().parents[1]) for m in (dece, numpy)]
-    if python is None or not all(os.access(p, os.R_OK) for p in paths):
-        pytest.skip("no interpreter and packages readable by uid 65534")
-    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", python]
-    return cmd, {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
-
-
 def _dece_dir() -> str:
     import dece
 
@@ -154,7 +139,7 @@ def _dece_dir() -> str:
 
 def _probe(mode: str) -> tuple[dict, int]:
     """(the call's result, the largest drop of the host's MemAvailable while it ran)."""
-    cmd, env = _nonroot()
+    cmd, env = nonroot_command()
     with tempfile.TemporaryDirectory() as shared:
         os.chmod(shared, 0o755)
         (Path(shared) / "probe.py").write_text(PROBE)
