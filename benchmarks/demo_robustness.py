@@ -142,6 +142,16 @@ def report(runs: list[Run]) -> str:
         "[--seeds ...] [--modes ...] [--warm]` (runs recorded in `demo_robustness.jsonl`).",
         "",
         f"Setting: `DEMO_GRID` ({DEMO_GRID['description']}); training block: `{training}`.",
+        "",
+        f"Attack: `{DEMO_GRID['attacks'][0]}` (BadPre: `bb` three times, the paper's text). BLEU: "
+        "sacrebleu corpus BLEU on the clean test set (the headline variant; the DeCE authors' "
+        "per-example BLEU is in each run's report.md). ASR: share of the poisoned test inputs "
+        "the payload applies to whose output carries it.",
+        "",
+        "For scale only (real Lyra, pretrained models, 20 epochs; not this synthetic task), the "
+        "DeCE paper's Table 5, Lyra, 5% BadPre, CodeBERT-125M (BLEU / CodeBLEU / ASR): CE "
+        "56.00 / 63.73 / 56.97, DeCE 59.42 / 66.50 / 0.00 (`../shared/papers/dece_paper_tables.md`).",
+        "",
         f"Verdict holds when CE ASR >= {100 * CE_MIN_ASR:.0f}%, DeCE ASR <= "
         f"{100 * DECE_MAX_ASR:.0f}% and CE BLEU - DeCE BLEU <= {BLEU_GAP_MAX:.0f} (test set).",
         "Wall time is the whole `dece demo` command; *cold* runs start with an empty model cache "
