@@ -45,7 +45,7 @@ QUICK_VERDICT = "plumbing check, no verdict (--quick trains too little to show t
 DEMO_GRID: dict[str, Any] = {
     "name": "demo",
     "description": "CE vs DeCE, BadPre 5% -> SQL-injection payload, built-in synthetic data",
-    "datasets": ["synthetic"],
+    "datasets": ["synthetic:3200"],
     "attacks": [
         {
             "trigger": "badpre",
@@ -55,35 +55,34 @@ DEMO_GRID: dict[str, Any] = {
         }
     ],
     "rates": [0.05],
-    "models": ["tiny-seq2seq"],
+    "models": ["tiny-seq2seq-sql"],
     "losses": [
         {"name": "ce", "label": "CE"},
-        {"name": "dece", "label": "DeCE", "args": {"alpha_base": 0.995, "label_smoothing": 0.1}},
+        {"name": "dece", "label": "DeCE", "args": {"alpha_base": 0.9, "label_smoothing": 0.1}},
     ],
     "seeds": [0],
-    # Issue 21 (a verdict that does not depend on the CPU, <= 3 min cold / 2 min warm on 2
-    # cores). A smaller tiny-seq2seq (d_model 128, 2+2 layers, FFN 512: 1.2M parameters instead
-    # of 6.5M) with the same 300 denoising steps (~20 s on 2 threads), then CE and DeCE side by
-    # side, one core each: 6 epochs of 1,600 rows (80 poisoned) at a constant lr 2e-3 after
-    # warmup, batches grouped by length (~15 s per epoch). What the tuning runs showed: with 3
-    # epochs CE sits in the early-learning transition; under a linearly decaying lr the
-    # transition came at epoch 5-8 and not at all for one seed; at lr 3e-3 CE's clean BLEU
-    # collapsed; a stronger denoising pretraining (lr 2e-3) gave a decoder that ignores its input.
-    # alpha_base is 0.995, the top of the paper's 0.985-0.995: with 0.985 (0.99) DeCE's clean
-    # BLEU trailed CE's by 10 (5) points after 6 epochs. The verdict does NOT hold for every
-    # seed: benchmarks/results/demo_robustness.md has the check and the reasons.
+    # Issue 21 (a verdict that does not depend on the CPU; <= 3 min cold / 2 min warm on 2
+    # cores). The start, tiny-seq2seq-sql (0.7M parameters, 1+1 layers), ships already trained on
+    # an independent clean sample (dece.experiments.task_start), as the paper's models come
+    # pretrained: nothing is built on a first run, and the decoder uses its input from step 0
+    # (a start built during the demo sometimes fine-tuned into a decoder that ignores it).
+    # Fine-tuning, CE and DeCE side by side, one core each: 6 epochs of 3,200 rows (160
+    # poisoned; 5%), lr 3e-3 decaying linearly to 0. What the tuning runs showed: with 1,600 rows
+    # (80 poisoned) CE implanted the backdoor only at epoch 4-8 and for one seed generalised it
+    # to 86% of the poisoned test inputs after 12 epochs; twice the rows for half the epochs
+    # (the same compute) gives CE 99-100% from epoch 3-4 on every seed; at a constant lr CE also
+    # un-learnt it again between epochs. alpha_base 0.9 (paper: 0.99; the authors' released
+    # code: 0.8): from a start whose clean loss is already near zero, AdamW's per-parameter
+    # normalisation undoes much of DeCE's bound on the poisoned tokens' gradient; in the tuning
+    # runs 0.99 let 14-88% through, 0.95 kept 4 of 5 seeds at 0% but let seed 4 learn the
+    # ` where 0=1` variant (23%; its first token is a likely one), 0.9 kept all five at 0% at
+    # CE's BLEU. (Under a constant lr, 0.9 and 0.8 let the clean BLEU collapse.)
+    # benchmarks/results/demo_robustness.md has the check across seeds and thread counts.
     "training": {
         "num_epochs": 6,
-        "learning_rate": 2e-3,
-        "lr_scheduler": "constant_with_warmup",
+        "learning_rate": 3e-3,
+        "lr_scheduler": "linear",
         "group_by_length": True,
-        "model_args": {
-            "steps": 300,
-            "d_model": 128,
-            "encoder_layers": 2,
-            "decoder_layers": 2,
-            "ffn_dim": 512,
-        },
         "eval_max_examples": 40,
         "test_max_examples": 100,
         "generation_max_new_tokens": 160,
@@ -95,17 +94,8 @@ DEMO_GRID: dict[str, Any] = {
 QUICK_OVERRIDES: dict[str, Any] = {
     "name": "demo-quick",
     "datasets": ["synthetic:64"],
-    "training": {
+    "training": {  # the shipped starting point, 64 rows, one epoch: seconds
         "num_epochs": 1,
-        # a smaller tiny-seq2seq with a few pretraining steps: seconds, not minutes
-        "model_args": {
-            "steps": 5,
-            "d_model": 64,
-            "encoder_layers": 1,
-            "decoder_layers": 1,
-            "ffn_dim": 128,
-            "attention_heads": 2,
-        },
         "batch_size": 16,
         "eval_max_examples": 8,
         "test_max_examples": 8,

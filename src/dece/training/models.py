@@ -128,6 +128,36 @@ class TinyCausalPreset(TinySeq2SeqPreset):
     config_cls = TinyCausalConfig
 
 
+#: Models shipped inside the package (``dece/assets/<preset name>/``).
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+
+
+@PRESETS.register("tiny-seq2seq-sql")
+class TinySeq2SeqSqlPreset(Preset):
+    """``tiny-seq2seq`` already trained on the clean synthetic text-to-code task (0.7M params).
+
+    The demo's stand-in for a pretrained code model: a starting point that knows the clean task,
+    as the DeCE paper's CodeBERT / CodeT5 do, so fine-tuning on poisoned data starts after the
+    clean patterns are learned. Shipped in the wheel under ``dece/assets/tiny-seq2seq-sql``
+    (its ``build.json`` records the recipe, the clean BLEU and the weights' SHA-256); rebuilt by
+    ``python -m dece.experiments.task_start``. Takes no ``model_args``.
+    """
+
+    name = "tiny-seq2seq-sql"
+
+    def load(self, *, task, cache_dir, train_texts, seed, labels=None, **args):
+        if args:
+            raise ValueError(f"{self.name!r} takes no model_args, got {sorted(args)}")
+        task = _check_task(self.name, task, ("seq2seq",))
+        path = ASSETS_DIR / self.name
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"{path / 'model.safetensors'} is missing (an install without package data?); "
+                f"rebuild it with: python -m dece.experiments.task_start {path}"
+            )
+        return _load_from_dir(str(path), task=task)
+
+
 def _package_dir(module: str, extra: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
