@@ -109,8 +109,7 @@ def detect_cell(cell: Cell, output_dir: Path) -> dict[str, Any]:
     into ``<output_dir>/detection/<hash>/``; returns the ``detection.json`` record."""
     from dece.defenses import get_defense
     from dece.pipeline.data import prepare_data
-    from dece.pipeline.run import _filter_summary, apply_filter
-    from dece.victim import Victim
+    from dece.pipeline.run import _filter_summary, apply_filter, filter_victim
 
     det_dir = output_dir / DETECTION_DIR / cell.hash
     det_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +118,7 @@ def detect_cell(cell: Cell, output_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     bundle = prepare_data(cfg)
     defense = get_defense(cfg.defense.name, **cfg.defense.args)
-    victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
+    victim = filter_victim(defense, cfg)
     loaded = time.perf_counter()
     result = apply_filter(defense, bundle, victim, det_dir)
     record = {

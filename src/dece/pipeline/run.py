@@ -48,7 +48,7 @@ from dece.pipeline.fit import fit, resume_checkpoint, victim_settings
 from dece.training.config import TrainConfig
 from dece.victim import Victim
 
-__all__ = ["TrainResult", "apply_filter", "apply_recipe", "evaluate_run", "train"]
+__all__ = ["TrainResult", "apply_filter", "apply_recipe", "evaluate_run", "filter_victim", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +143,18 @@ def apply_recipe(recipe: TrainingRecipe, config: TrainConfig) -> tuple[TrainConf
     return dataclasses.replace(config.resolved(), **changes).resolved(), changes
 
 
-def _run_filter(defense: DataFilter, cfg: TrainConfig, bundle: DataBundle) -> FilterResult:
-    if defense.needs_victim and cfg.defense_victim is None:
+def filter_victim(defense: DataFilter, cfg: TrainConfig) -> Victim | None:
+    """The model a filter scores the training rows with: ``cfg.defense_victim`` loaded when
+    the filter needs one (a ``ValueError`` naming the setting when it is unset), else None."""
+    if not defense.needs_victim:
+        return None
+    if cfg.defense_victim is None:
         raise ValueError(f"defense {defense.name!r} needs defense_victim (a trained run dir)")
-    victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
+    return Victim.load(cfg.defense_victim)
+
+
+def _run_filter(defense: DataFilter, cfg: TrainConfig, bundle: DataBundle) -> FilterResult:
+    victim = filter_victim(defense, cfg)
     return apply_filter(defense, bundle, victim, Path(cfg.output_dir) if _is_main() else None)
 
 
