@@ -438,8 +438,8 @@ class CodePurify(Purifier):
         """The variant of ``example`` with ``element`` masked, as the victim sees it."""
         text = side_text(example, element.side)
         tok = victim.tokenizer
-        whole = element.kind != "statement" or self.victim_statement == "whole"
-        spans = element.spans if whole else element.mask_spans
+        # identifiers and words mask every occurrence (their mask_spans are their spans)
+        spans = element.spans if self.victim_statement == "whole" else element.mask_spans
         if self.victim_mask == "unk":
             unk = tok.unk_token or tok.mask_token or "<unk>"
             return with_side_text(
