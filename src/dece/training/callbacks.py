@@ -107,8 +107,9 @@ class EarlyLearningCallback(TrainerCallback):
 
     Args:
         evaluator: called with the (unwrapped) model; returns an object with a ``metrics`` dict
-            (see :class:`dece.training.generation.Evaluator`: greedy batched decoding of the clean
-            and the fully poisoned validation sets -> BLEU, ASR, false-trigger rate).
+            (``fit`` passes one that runs :func:`dece.pipeline.evaluation.evaluate` on the
+            validation split: greedy batched decoding of the clean and the fully poisoned
+            inputs -> BLEU, ASR, false-trigger rate, in an ``EvalResult``).
         metrics_path: the ``metrics.jsonl`` file.
         train_loss: returns the mean training loss of the epoch just finished (called on every
             process: it may gather across processes).
