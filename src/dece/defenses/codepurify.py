@@ -69,6 +69,7 @@ from dece.defenses._support import (
     default_cache_dir,
     side_text,
     stable_key,
+    texts_of,
     train_texts,
     victim_identity,
     with_side_text,
@@ -270,9 +271,8 @@ class CodePurify(Purifier):
         if self.infiller_data is None:
             return train_texts(bundle)
         from dece.data import load_dataset
-        from dece.pipeline.data import DataBundle as Bundle
 
-        return train_texts(Bundle.from_examples(load_dataset(self.infiller_data)["train"]))
+        return texts_of(load_dataset(self.infiller_data)["train"])
 
     def _load_infiller(self, texts: Sequence[str] | None = None) -> Any:
         if self._infiller is None:

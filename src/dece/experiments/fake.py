@@ -2,7 +2,7 @@
 
 Use it to dry-run a grid's plumbing (``runner: dece.experiments.fake:fake_run_cell`` in the
 grid YAML, or ``DECE_CELL_RUNNER=dece.experiments.fake:fake_run_cell``) and in tests. It writes
-the same files as ``dece.training.train``: ``config.yaml``, ``metrics.jsonl`` one row per epoch (appended and
+the same files as ``dece.pipeline.train``: ``config.yaml``, ``metrics.jsonl`` one row per epoch (appended and
 flushed as the "epochs" pass), ``predictions/{test_clean,test_poisoned}.jsonl`` and
 ``final_metrics.json``. ``DECE_FAKE_EPOCH_SECONDS`` makes each epoch sleep that long, so a test
 can kill a grid in the middle of a run.

@@ -495,7 +495,7 @@ def _run_in_worker(cell: Cell, plan: _Plan) -> _Outcome:
 def _warm_model_cache(cells: list[Cell], out: Path) -> None:
     """Build each distinct starting model of the (unfinished) ``cells`` once (tiny presets
     pretrain and cache), so parallel workers load it instead of building it side by side."""
-    from dece.training.train import prepare_model
+    from dece.pipeline.fit import prepare_model
 
     seen: set[str] = set()
     for cell in cells:

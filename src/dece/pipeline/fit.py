@@ -42,6 +42,7 @@ from dece.pipeline.evaluation import evaluate
 from dece.training.callbacks import (
     EarlyLearningCallback,
     EpochTracker,
+    epoch_number,
     read_metrics,
     truncate_metrics,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "fit",
     "latest_complete_checkpoint",
     "load_starting_model",
+    "prepare_model",
     "resume_checkpoint",
     "training_arguments",
 ]
@@ -110,6 +112,19 @@ def load_starting_model(config: TrainConfig, bundle: DataBundle) -> LoadedModel:
         cfg.model, task=task, cache_dir=cfg.cache_dir, train_texts=texts, seed=cfg.seed,
         **preset_args,
     )  # fmt: skip
+
+
+def prepare_model(config: TrainConfig) -> LoadedModel:
+    """Load the model ``train(config)`` starts from, building and caching a tiny preset's
+    pretrained model if needed (from the clean training split, as ``train`` does).
+
+    Call it once before starting several runs in parallel, so they load the cached model
+    instead of each pretraining the same one.
+    """
+    from dece.pipeline.data import prepare_data
+
+    cfg = config.resolved()
+    return load_starting_model(cfg, prepare_data(cfg))
 
 
 def apply_lora(model: Any, task: str, lora: dict) -> Any:
@@ -419,7 +434,7 @@ class _EpochProgress(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
         if not state.is_world_process_zero:
             return
-        epoch = math.floor((state.epoch or 0) + 1e-6) + 1
+        epoch = epoch_number(state.epoch)
         total_epochs = math.ceil(args.num_train_epochs)
         per_epoch = max(1, math.ceil(state.max_steps / max(total_epochs, 1)))
         self._stage = progress.task(f"train epoch {epoch}/{total_epochs}", per_epoch, "step")
