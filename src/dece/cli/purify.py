@@ -62,18 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dece.defenses import get_defense
+    from dece.defenses import Purifier, get_defense
 
     columns = {"source_col": args.source_col, "target_col": args.target_col,
                "label_col": args.label_col, "pair_col": args.pair_col}  # fmt: skip
     examples = _load(args.data, columns, args.id_col, "test", optional_target=True)
     examples = examples[: args.max_examples]
     defense = get_defense(args.defense, **parse_key_values(args.arg))
-    if defense.stage != "test":
+    if not isinstance(defense, Purifier):
         raise ValueError(f"--defense {args.defense!r} is a training-time filter, not a purifier")
     victim = _victim(args) if args.model else None
-    if hasattr(defense, "prepare"):
-        defense.prepare(_bundle(args, columns), victim)
+    defense.prepare(_bundle(args, columns), victim)
     if victim is not None and not args.no_predict and hasattr(defense, "defend"):
         result, predictions = defense.defend(examples, victim)
     else:

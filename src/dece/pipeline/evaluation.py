@@ -81,7 +81,7 @@ def evaluate(
     """Predict the clean and the poisoned rows of ``split`` and score them (module docstring)."""
     data = bundle.split(split)
     t0 = time.perf_counter()
-    if purifier is not None and hasattr(purifier, "prepare"):
+    if purifier is not None:
         purifier.prepare(bundle, victim)  # calibration on bundle.valid, helper models (issue 12)
     result = EvalResult(metrics={})
     sets = [("clean", data.clean)]
