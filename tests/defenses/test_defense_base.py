@@ -90,3 +90,16 @@ def test_package_docstring_lists_every_registered_defense():
 
     listed = set(re.findall(r"``(\w+)``", dece.defenses.__doc__.split("Registered", 1)[1]))
     assert set(DEFENSES.names()) <= listed, sorted(set(DEFENSES.names()) - listed)
+
+
+def test_texts_of_rows_are_the_texts_a_bundle_pretrains_on():
+    """CodePurify's ``infiller_data`` texts (``texts_of`` the rows, no bundle built) are what
+    ``train_texts`` gives for a bundle of the same rows: sources, second texts, then the targets
+    of generation rows (classification rows' targets are their labels: left out)."""
+    from dece.defenses._support import texts_of, train_texts
+    from dece.pipeline.data import DataBundle
+
+    rows = [Example("g", "def f ( ) :", "return 1"), Example("p", "a", "1", label="1",
+                                                             source_pair="b")]  # fmt: skip
+    assert texts_of(rows) == ["def f ( ) :", "a", "b", "return 1"]
+    assert train_texts(DataBundle.from_examples(rows)) == texts_of(rows)
