@@ -12,7 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from dece._jsonl import read_jsonl
+from dece._jsonl import read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +176,7 @@ class EarlyLearningCallback(TrainerCallback):
             row.update(self.evaluator(_unwrap(model)).metrics)
         self.history.append(row)
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.metrics_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        write_jsonl(self.metrics_path, [row], append=True)
         logger.info("epoch %s: %s", row["epoch"], row)
         if self.log is not None:
             self.log(tracker_metrics(row))
