@@ -40,6 +40,7 @@ from dece.experiments.runner import (
     build_train_config,
     ensure_parents,
 )
+from dece.rundir import FILTER_FILE
 
 __all__ = [
     "DETECTION_DIR",
@@ -172,7 +173,7 @@ def load_detection_rows(runs_dir: str | Path) -> list[DetectionRow]:
     for path in sorted(root.rglob(f"{DETECTION_DIR}/*/{DETECTION_FILE}")):
         data = json.loads(path.read_text())
         rows[data["hash"]] = _row(data["config"], data, "detection", path.parent)
-    for path in sorted(root.rglob("filter.json")):
+    for path in sorted(root.rglob(FILTER_FILE)):
         cell_file, result_file = path.parent / CELL_FILE, path.parent / RESULT_FILE
         if DETECTION_DIR in path.parts or not (cell_file.is_file() and result_file.is_file()):
             continue

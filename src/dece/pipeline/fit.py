@@ -39,6 +39,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from dece import progress
 from dece.pipeline.data import DataBundle
 from dece.pipeline.evaluation import evaluate
+from dece.rundir import CHECKPOINTS_DIR, RunDir
 from dece.training.callbacks import (
     EarlyLearningCallback,
     EpochTracker,
@@ -72,11 +73,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
-EXAMPLE_LOSSES_FILE = "example_losses.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-TENSORBOARD_DIR = "runs"
 
 
 @dataclass
@@ -186,7 +182,7 @@ def resume_checkpoint(config: TrainConfig) -> Path | None:
     if config.resume is False or config.resume is None:
         return None
     if config.resume is True:
-        return latest_complete_checkpoint(Path(config.output_dir) / CHECKPOINTS_DIR)
+        return latest_complete_checkpoint(RunDir(config.output_dir).checkpoints)
     path = Path(str(config.resume))
     if not path.is_dir():
         raise FileNotFoundError(f"resume checkpoint {path} does not exist")
@@ -243,9 +239,10 @@ def fit(
     cfg = config.resolved()
     if not bundle.train:
         raise ValueError("fit: the bundle's training split is empty (every row filtered out?)")
-    out = Path(cfg.output_dir)
+    run = RunDir(cfg.output_dir)
+    out = run.root
     out.mkdir(parents=True, exist_ok=True)
-    args = training_arguments(cfg, out / CHECKPOINTS_DIR)
+    args = training_arguments(cfg, run.checkpoints)
     # Under torchrun the main process builds (and caches) a tiny preset before the others read it.
     with args.main_process_first(desc="load model"):
         loaded = load_starting_model(cfg, bundle)
@@ -254,7 +251,7 @@ def fit(
         model = apply_lora(model, task, cfg.lora)
     labels = bundle.labels if task == "classification" else None
     trainer = _build_trainer(cfg, bundle, model, tokenizer, task, args, callbacks)
-    history_path = out / METRICS_FILE
+    history_path = run.metrics
     resume_from, clock = _prepare_resume(cfg, out, history_path, trainer)
     trainer.add_callback(clock)
     if cfg.eval_each_epoch:
@@ -271,7 +268,7 @@ def fit(
         trainer.example_loss_hook.close()
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_world_process_zero() and (cfg.save_model if save_model is None else save_model):
-        trainer.save_model(str(out / "model"))
+        trainer.save_model(str(run.model))
     trainer.accelerator.wait_for_everyone()
     return FitResult(
         victim=Victim(model, tokenizer, task, labels=labels, **victim_settings(cfg)),
@@ -326,7 +323,7 @@ def _tensorboard_beside_run(trainer: DeceTrainer, out: Path) -> None:
 
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
-            callback.logging_dir = str(out / TENSORBOARD_DIR)
+            callback.logging_dir = str(RunDir(out).tensorboard)
 
 
 def _fused_settings(cfg: TrainConfig, task: str) -> dict[str, Any] | None:
@@ -340,8 +337,7 @@ def _fused_settings(cfg: TrainConfig, task: str) -> dict[str, Any] | None:
 
 def _example_losses_path(out: Path) -> Path:
     """This process's per-example losses file (``example_losses.jsonl`` on rank 0)."""
-    rank = int(os.environ.get("RANK", "0"))
-    return out / (EXAMPLE_LOSSES_FILE if rank == 0 else f"example_losses.rank{rank}.jsonl")
+    return RunDir(out).example_losses(int(os.environ.get("RANK", "0")))
 
 
 def _prepare_resume(
@@ -353,10 +349,10 @@ def _prepare_resume(
     checkpoint = resume_checkpoint(cfg)
     losses_path = _example_losses_path(out)
     if checkpoint is None:
-        checkpoints = out / CHECKPOINTS_DIR  # created empty before training starts
+        checkpoints = RunDir(out).checkpoints  # created empty before training starts
         if cfg.resume is True and checkpoints.is_dir() and any(checkpoints.iterdir()):
             logger.warning("resume: no complete checkpoint under %s; training from the start",
-                           out / CHECKPOINTS_DIR)  # fmt: skip
+                           checkpoints)  # fmt: skip
         losses_path.unlink(missing_ok=True)
         if trainer.is_world_process_zero():
             history_path.unlink(missing_ok=True)
@@ -382,7 +378,7 @@ def _prepare_resume(
 def delete_checkpoints(output_dir: str | Path) -> None:
     """Removes ``<output_dir>/checkpoints``: first every checkpoint's ``trainer_state.json``,
     so a kill midway never leaves a checkpoint that looks complete with files missing."""
-    root = Path(output_dir) / CHECKPOINTS_DIR
+    root = RunDir(output_dir).checkpoints
     for checkpoint in _checkpoints_newest_first(root):
         (checkpoint / TRAINER_STATE_NAME).unlink(missing_ok=True)
     shutil.rmtree(root, ignore_errors=True)
