@@ -115,3 +115,22 @@ def test_checker_flags_exactly_the_upward_imports(tmp_path, monkeypatch, source,
     path.write_text(source + "\n", encoding="utf-8")
     monkeypatch.setitem(globals(), "SRC", tmp_path)
     assert any(_points_up(name) for _, name in runtime_imports(path)) is flagged
+
+
+def test_importing_the_lower_layers_loads_no_pipeline_module():
+    """The same rule at run time, in a fresh interpreter: importing defenses (whose package
+    imports every registered defense module), training and metrics leaves ``dece.pipeline``
+    unloaded."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dece.training, dece.defenses, dece.metrics\n"
+        "print(sorted(m for m in sys.modules if m == 'dece.pipeline' "
+        "or m.startswith('dece.pipeline.')))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=300)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
