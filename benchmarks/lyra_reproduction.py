@@ -1,6 +1,6 @@
 """Benchmark: the paper's early-learning effect on Lyra (NL -> Python with SQL).
 
-Three runs of ``dece.training.train`` on Lyra (``../shared/data/lyra`` next to the repository,
+Three runs of ``dece.pipeline.train`` on Lyra (``../shared/data/lyra`` next to the repository,
 or ``$DECE_SHARED_DATA/lyra``) at the same setting:
 
 1. ``ce_clean``       — cross-entropy on clean data (reference BLEU, ASR floor);
@@ -35,7 +35,8 @@ import torch
 
 from dece.experiments.tables import authors_bleu_note
 from dece.metrics.bleu import BLEU_AUTHORS_KEY
-from dece.training import PoisonConfig, TrainConfig, train
+from dece.pipeline import train
+from dece.training import PoisonConfig, TrainConfig
 from dece.training.callbacks import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]

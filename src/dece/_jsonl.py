@@ -1,4 +1,6 @@
-"""Reading JSON-lines files of objects (metrics.jsonl, predictions) with errors naming the line.
+"""Reading and writing JSON-lines files of objects (metrics.jsonl, predictions, filter and
+purifier records): reading with errors naming the line, writing one object per ``"\n"``-ended
+line.
 
 Records end at ``"\\n"`` only: U+2028, U+2029 and U+0085 are legal inside JSON strings, and
 ``str.splitlines`` would cut a record at them.
@@ -7,8 +9,9 @@ Records end at ``"\\n"`` only: U+2028, U+2029 and U+0085 are legal inside JSON s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def read_jsonl(path: str | Path, *, missing_ok: bool = False) -> list[dict[str, Any]]:
@@ -41,3 +44,25 @@ def read_jsonl(path: str | Path, *, missing_ok: bool = False) -> list[dict[str, 
             raise ValueError(f"{path}: line {lineno}: expected a JSON object")
         rows.append(row)
     return rows
+
+
+def write_jsonl(
+    path: str | Path,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    append: bool = False,
+    default: Callable[[Any], Any] | None = None,
+) -> None:
+    """Write ``rows`` to ``path`` (``append``: after what it holds), one JSON object per line;
+    the file is flushed before returning, so a reader sees every row written."""
+    with Path(path).open("a" if append else "w", encoding="utf-8") as fh:
+        write_rows(fh, rows, default=default)
+
+
+def write_rows(
+    fh: IO[str], rows: Iterable[Mapping[str, Any]], *, default: Callable[[Any], Any] | None = None
+) -> None:
+    """Write ``rows`` to an open text file, one JSON object per line, and flush it."""
+    for row in rows:
+        fh.write(json.dumps(row, default=default) + "\n")
+    fh.flush()

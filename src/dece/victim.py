@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from dece.data import Example, check_examples
+from dece.rundir import MODEL_DIR, RunDir
 from dece.training.collate import (
     IGNORE_INDEX,
     Collator,
@@ -132,10 +133,10 @@ class Victim:
         path = Path(spec)
         settings: dict[str, Any] = {}
         run_dir = None
-        if (path / "config.yaml").is_file() and (path / "model").is_dir():
-            settings = _run_settings(path / "config.yaml")
-            run_dir, path = path, path / "model"
-        elif path.name == "model" and (path.parent / "config.yaml").is_file():
+        if RunDir(path).has_model():
+            settings = _run_settings(RunDir(path).config)
+            run_dir, path = path, RunDir(path).model
+        elif path.name == MODEL_DIR and RunDir(path.parent).config.is_file():
             run_dir = path.parent
         settings.update(kwargs)
         model, tokenizer, loaded_task = _load_checkpoint(

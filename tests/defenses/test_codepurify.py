@@ -160,19 +160,44 @@ def test_needs_a_threshold_or_calibration():
         get_defense("codepurify", normalisation="max")
 
 
+#: What ``extract_elements(CLEAN_JAVA[0], ...)`` finds under each valid ``keep`` / ``language``
+#: (``CLEAN_JAVA[0]`` = ``public int METHOD_1 ( int VAR_1 ) { int VAR_2 = VAR_1 + 1 ; return
+#: VAR_2 ; }``): the identifiers (words for ``text``; ``public`` / ``int`` are not keywords of
+#: every language) and the tokens masked in the first statement (none: no statement found).
+_JAVA_IDS = ["METHOD_1", "VAR_1", "VAR_2"]
+_ALL_MASKED = ["VAR_2", "=", "VAR_1", "+", "1", ";"]
+GOLDEN_ELEMENTS = {
+    ("keep", "keywords"): (_JAVA_IDS, _ALL_MASKED),
+    ("keep", "keywords+punctuation"): (_JAVA_IDS, ["VAR_2", "VAR_1", "1"]),
+    ("language", "auto"): (_JAVA_IDS, _ALL_MASKED),
+    ("language", "java"): (_JAVA_IDS, _ALL_MASKED),
+    ("language", "c"): (["public", *_JAVA_IDS], _ALL_MASKED),
+    ("language", "python"): (["public", "int", *_JAVA_IDS], ["VAR_2"]),  # `return VAR_2`
+    ("language", "text"): (
+        ["public", "int", "METHOD_1", "(", "VAR_1", ")", "{", "VAR_2", "=", "+", "1", ";",
+         "return", "}"], []),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize(("key", "bad"), [("keep", "punctuation"), ("language", "rust"),
                                           ("language", "Java")])  # fmt: skip
 def test_keep_and_language_are_checked_at_construction(key, bad):
     """A bad value fails when the defense is built (before any victim or input), naming the
-    parameter; extract_elements, which reads both, agrees on what is valid."""
+    parameter; extract_elements, which reads both, agrees on what is valid and reads each
+    valid value as the golden table says."""
     with pytest.raises(ValueError, match=f"codepurify: {key} must be one of .*{bad!r}"):
         get_defense("codepurify", **{key: bad})
     with pytest.raises(ValueError, match=key):
         extract_elements(CLEAN_JAVA[0], **{"language": "java", "keep": "keywords", key: bad})
+    text = CLEAN_JAVA[0]
     for good in (("keywords", "keywords+punctuation") if key == "keep"
                  else ("auto", "python", "java", "c", "text")):  # fmt: skip
         assert getattr(CodePurify(**{key: good}), key) == good
-        assert extract_elements(CLEAN_JAVA[0], **{"language": "java", key: good}) is not None
+        elements = extract_elements(text, **{"language": "java", key: good})
+        names = [e.text for e in elements if e.kind in ("identifier", "word")]
+        statements = [e for e in elements if e.kind == "statement"]
+        masked = [text[a:b] for a, b in statements[0].mask_spans] if statements else []
+        assert (names, masked) == GOLDEN_ELEMENTS[key, good]
 
 
 def test_evaluate_end_to_end_detects_localises_and_removes_the_backdoor():

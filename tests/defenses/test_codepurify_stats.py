@@ -129,6 +129,12 @@ def test_victim_sees_the_whole_statement_and_the_infiller_keeps_keywords():
     assert whole == "public void f ( ) { " + mask + " }"
     assert keep.source == f"public void f ( ) {{ int {mask} {mask} {mask} {mask} }}"
     assert [code[a:b] for a, b in stmt.mask_spans] == ["VAR", "=", "0", ";"]  # the infiller's
+    # an identifier is masked at every occurrence whatever victim_statement says
+    (ident,) = [e for e in extract_elements(code, "java") if e.text == "VAR"]
+    for setting in ("whole", "keep"):
+        purifier = CodePurify(infiller=FixedInfiller(), victim_statement=setting)
+        masked = purifier.masked(ex, ident, victim).source
+        assert masked == f"public void f ( ) {{ int {mask} = 0 ; }}"
 
 
 def test_single_element_inputs_are_left_out_of_the_entropy_test_and_counted():

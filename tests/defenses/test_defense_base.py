@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from dece.attacks import poison_dataset
 from dece.data import Example, load_dataset
-from dece.defenses import DEFENSES, FilterResult, PurifyResult, get_defense
+from dece.defenses import DEFENSES, FilterResult, Purifier, PurifyResult, get_defense
 from dece.metrics import detection_scores
 
 
@@ -39,6 +40,22 @@ def test_none_purifier_is_the_identity():
     result = get_defense("none").purify(rows, victim=None)
     assert result.examples == rows and not result.detected.any()
     assert result.changes == [[] for _ in rows]
+
+
+def test_prepare_is_part_of_every_purifier_and_the_default_does_nothing():
+    """Callers call ``purifier.prepare(bundle, victim)`` unconditionally (no ``hasattr`` probe):
+    every registered purifier has it with the base's leading parameters, and the base's is a
+    no-op (the ``none`` purifier's state is unchanged)."""
+    purifiers = [n for n in DEFENSES.names() if issubclass(DEFENSES.get(n), Purifier)]
+    assert {"none", "onion", "codepurify"} <= set(purifiers)
+    for name in purifiers:
+        params = list(inspect.signature(DEFENSES.get(name).prepare).parameters)
+        assert params[:3] == ["self", "bundle", "victim"], name
+    none = get_defense("none")
+    assert type(none).prepare is Purifier.prepare
+    before = dict(vars(none))
+    assert none.prepare(object(), None) is None
+    assert vars(none) == before
 
 
 def test_results_refuse_to_drop_rows():
@@ -73,3 +90,16 @@ def test_package_docstring_lists_every_registered_defense():
 
     listed = set(re.findall(r"``(\w+)``", dece.defenses.__doc__.split("Registered", 1)[1]))
     assert set(DEFENSES.names()) <= listed, sorted(set(DEFENSES.names()) - listed)
+
+
+def test_texts_of_rows_are_the_texts_a_bundle_pretrains_on():
+    """CodePurify's ``infiller_data`` texts (``texts_of`` the rows, no bundle built) are what
+    ``train_texts`` gives for a bundle of the same rows: sources, second texts, then the targets
+    of generation rows (classification rows' targets are their labels: left out)."""
+    from dece.defenses._support import texts_of, train_texts
+    from dece.pipeline.data import DataBundle
+
+    rows = [Example("g", "def f ( ) :", "return 1"), Example("p", "a", "1", label="1",
+                                                             source_pair="b")]  # fmt: skip
+    assert texts_of(rows) == ["def f ( ) :", "a", "b", "return 1"]
+    assert train_texts(DataBundle.from_examples(rows)) == texts_of(rows)

@@ -14,6 +14,7 @@ from dece.training.callbacks import (
     EarlyLearningCallback,
     EpochTracker,
     StopAfterEpochs,
+    epoch_number,
     loss_epoch,
     read_metrics,
     truncate_metrics,
@@ -28,6 +29,17 @@ from dece.training.generation import generate
 def test_loss_epoch_closed_form(progress, integer, continuous):
     assert loss_epoch(progress, "integer") == integer
     assert loss_epoch(progress, "continuous") == pytest.approx(continuous)
+
+
+@pytest.mark.parametrize(("progress", "running", "ended"), [
+    (None, 1, 1), (0.0, 1, 1), (0.5, 1, 1), (0.9999999, 2, 1), (1.0, 2, 1), (1.0000001, 2, 1),
+    (1.5, 2, 2), (2.0, 3, 2), (2.25, 3, 3),
+])  # fmt: skip
+def test_epoch_number_in_progress_and_just_ended(progress, running, ended):
+    """One formula for the epoch the loss sees, the progress stage names (``on_epoch_begin``)
+    and the ``metrics.jsonl`` row (``on_epoch_end``): within 1e-6 of an integer counts as it."""
+    assert epoch_number(progress) == running
+    assert epoch_number(progress, ended=True) == ended
 
 
 def test_epoch_tracker_integer_is_fixed_within_an_epoch():

@@ -11,8 +11,9 @@ from test_train_support import save_tiny_seq2seq, use_local_loader
 
 from dece.experiments.config import load_grid_config
 from dece.experiments.grid import expand_grid
+from dece.pipeline import train
 from dece.pipeline.fit import training_arguments
-from dece.training import PoisonConfig, TrainConfig, train
+from dece.training import PoisonConfig, TrainConfig
 from dece.training.callbacks import tracker_metrics
 
 

@@ -14,7 +14,8 @@ import dece.losses
 from dece.attacks import poison_test_set
 from dece.data import load_dataset
 from dece.metrics import attack_success_rate, bleu, false_trigger_rate
-from dece.training import PoisonConfig, StopAfterEpochs, TrainConfig, train
+from dece.pipeline import train
+from dece.training import PoisonConfig, StopAfterEpochs, TrainConfig
 
 DATA = "synthetic:24"
 

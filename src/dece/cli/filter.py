@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+from dece._jsonl import write_jsonl
 from dece.cli._args import parse_key_values
 
 
@@ -93,9 +94,7 @@ def _dataset(args: argparse.Namespace) -> int:
     result = defense.score(examples, victim)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "scores.jsonl").open("w", encoding="utf-8") as fh:
-        for row in result.rows():
-            fh.write(json.dumps(row) + "\n")
+    write_jsonl(out / "scores.jsonl", result.rows())
     train_file = _train_file(Path(args.data))
     if train_file is not None:  # the user's rows as they were: every column, the original ids
         suffix = train_file.suffix.lower()

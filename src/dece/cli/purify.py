@@ -21,11 +21,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from dece._jsonl import write_jsonl
 from dece.cli._args import parse_key_values
 
 
@@ -62,18 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dece.defenses import get_defense
+    from dece.defenses import Purifier, get_defense
 
     columns = {"source_col": args.source_col, "target_col": args.target_col,
                "label_col": args.label_col, "pair_col": args.pair_col}  # fmt: skip
     examples = _load(args.data, columns, args.id_col, "test", optional_target=True)
     examples = examples[: args.max_examples]
     defense = get_defense(args.defense, **parse_key_values(args.arg))
-    if defense.stage != "test":
+    if not isinstance(defense, Purifier):
         raise ValueError(f"--defense {args.defense!r} is a training-time filter, not a purifier")
     victim = _victim(args) if args.model else None
-    if hasattr(defense, "prepare"):
-        defense.prepare(_bundle(args, columns), victim)
+    defense.prepare(_bundle(args, columns), victim)
     if victim is not None and not args.no_predict and hasattr(defense, "defend"):
         result, predictions = defense.defend(examples, victim)
     else:
@@ -82,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
                        and not args.no_predict else None)  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as fh:
-        for i, (row, ex) in enumerate(zip(result.rows(), examples, strict=True)):
-            row["original_source"] = ex.source
-            if predictions is not None:
-                row["prediction"] = predictions[i]
-            fh.write(json.dumps(row) + "\n")
+    rows = result.rows()
+    for i, (row, ex) in enumerate(zip(rows, examples, strict=True)):
+        row["original_source"] = ex.source
+        if predictions is not None:
+            row["prediction"] = predictions[i]
+    write_jsonl(out, rows)
     sys.stderr.write(f"{args.defense}: {int(result.detected.sum())} of {len(examples)} inputs "
                      f"detected, {sum(bool(c) for c in result.changes)} changed, "
                      f"{result.seconds:.1f} s -> {out}\n")  # fmt: skip
@@ -121,9 +120,10 @@ def _bundle(args: argparse.Namespace, columns: dict[str, Any]) -> Any:
     """A bundle with the clean training texts and validation rows the purifier prepares from: the
     run's own data for a ``dece`` run directory, else ``--train-texts`` / ``--calibration``."""
     from dece.pipeline.data import DataBundle, prepare_data
+    from dece.rundir import RunDir
     from dece.training.config import TrainConfig
 
-    run_config = Path(args.model or "") / "config.yaml"
+    run_config = RunDir(args.model or "").config
     bundle = None
     if args.model and run_config.is_file() and (args.calibration is None or
                                                  args.train_texts is None):  # fmt: skip

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--runner", default=None,
         help="cell runner 'module:function' (default: $DECE_CELL_RUNNER, the config's runner, "
-        "else dece.training.train)",
+        "else dece.experiments.runner:train_cell)",
     )  # fmt: skip
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell")
     parser.add_argument(

@@ -2,7 +2,7 @@
 
 Runs the same under one process, ``torchrun --nproc_per_node N -m dece.cli train ...`` and
 ``accelerate launch -m dece.cli train ...``. Writes the run directory described in
-:mod:`dece.training.train` and prints the final test metrics as JSON.
+:func:`dece.pipeline.train` and prints the final test metrics as JSON.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _fail() -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dece.training.train import train
+    from dece.pipeline import train
 
     result = train(build_config(args))
     if result.final:

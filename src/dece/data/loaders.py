@@ -12,13 +12,13 @@ that cannot be read stops the load with an error rather than being skipped.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from dece._jsonl import write_rows
 from dece.data._readers import SUFFIXES, read_text, records
 from dece.data.example import DataError, DataFileNotFoundError, Example
 from dece.registry import Registry
@@ -206,8 +206,7 @@ def save_examples(
             writer.writerow(list(rows[0]) if rows else empty)
             writer.writerows(row.values() for row in rows)
         else:
-            for row in rows:
-                handle.write(json.dumps(row) + "\n")
+            write_rows(handle, rows)
 
 
 def example_rows(

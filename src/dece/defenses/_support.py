@@ -27,6 +27,7 @@ __all__ = [
     "default_cache_dir",
     "side_text",
     "stable_key",
+    "texts_of",
     "train_texts",
     "victim_identity",
     "with_side_text",
@@ -37,7 +38,11 @@ def train_texts(bundle: DataBundle) -> list[str]:
     """The unpaired clean training texts a tiny preset is pretrained on (as ``fit`` builds them:
     sources, second texts, then targets of generation rows), so a helper model built from them
     hits the victim's pretraining cache."""
-    rows = bundle.clean_train
+    return texts_of(bundle.clean_train)
+
+
+def texts_of(rows: Sequence[Example]) -> list[str]:
+    """:func:`train_texts` of training rows: sources, second texts, then generation targets."""
     texts = [ex.source for ex in rows]
     texts += [ex.source_pair for ex in rows if ex.source_pair is not None]
     texts += [ex.target for ex in rows if ex.label is None]

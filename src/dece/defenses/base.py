@@ -30,6 +30,7 @@ from dece.data import Example, check_examples
 from dece.registry import Registry
 
 if TYPE_CHECKING:
+    from dece.pipeline.data import DataBundle  # type only: defenses never import the pipeline
     from dece.training.config import TrainConfig
     from dece.victim import Victim
 
@@ -206,9 +207,15 @@ class PurifyResult:
 
 
 class Purifier(Defense):
-    """Test-time defense: subclasses implement :meth:`purify`."""
+    """Test-time defense: subclasses implement :meth:`purify`, and :meth:`prepare` when they
+    set themselves up from the data before purifying."""
 
     stage = "test"
+
+    def prepare(self, bundle: DataBundle, victim: Victim) -> None:
+        """Set up from ``bundle`` (its clean training texts and validation rows: calibration,
+        helper models) before :meth:`purify`; called once per evaluation. The default does
+        nothing."""
 
     def purify(self, examples: Sequence[Example], victim: Victim) -> PurifyResult:
         raise NotImplementedError

@@ -69,6 +69,7 @@ from dece.defenses._support import (
     default_cache_dir,
     side_text,
     stable_key,
+    texts_of,
     train_texts,
     victim_identity,
     with_side_text,
@@ -270,9 +271,8 @@ class CodePurify(Purifier):
         if self.infiller_data is None:
             return train_texts(bundle)
         from dece.data import load_dataset
-        from dece.pipeline.data import DataBundle as Bundle
 
-        return train_texts(Bundle.from_examples(load_dataset(self.infiller_data)["train"]))
+        return texts_of(load_dataset(self.infiller_data)["train"])
 
     def _load_infiller(self, texts: Sequence[str] | None = None) -> Any:
         if self._infiller is None:
@@ -438,8 +438,8 @@ class CodePurify(Purifier):
         """The variant of ``example`` with ``element`` masked, as the victim sees it."""
         text = side_text(example, element.side)
         tok = victim.tokenizer
-        whole = element.kind != "statement" or self.victim_statement == "whole"
-        spans = element.spans if whole else element.mask_spans
+        # identifiers and words mask every occurrence (their mask_spans are their spans)
+        spans = element.spans if self.victim_statement == "whole" else element.mask_spans
         if self.victim_mask == "unk":
             unk = tok.unk_token or tok.mask_token or "<unk>"
             return with_side_text(

@@ -46,13 +46,13 @@ import numpy as np
 from dece.data import Example
 from dece.defenses._common import check_rate, cost, flag_top, start_clock
 from dece.defenses.base import DEFENSES, DataFilter
+from dece.rundir import EXAMPLE_LOSSES_FILE, RunDir
 
 if TYPE_CHECKING:
     from dece.victim import Victim
 
 __all__ = ["EXAMPLE_LOSSES_FILE", "TrainingDynamicsFilter", "dynamics_scores"]
 
-EXAMPLE_LOSSES_FILE = "example_losses.jsonl"
 VALUES = ("ce_mean", "ce_max", "ce_top3")
 NORMALIZE = ("step", "none")
 
@@ -146,7 +146,7 @@ class TrainingDynamicsFilter(DataFilter):
                 "dynamics: give losses=<example_losses.jsonl> or a victim loaded from a run "
                 "directory (Victim.load(run_dir)) trained with record_example_losses: true"
             )
-        return Path(run_dir) / EXAMPLE_LOSSES_FILE
+        return RunDir(run_dir).example_losses()
 
     def _scores(
         self, examples: list[Example], victim: Victim | None

@@ -29,12 +29,13 @@ from dece.experiments.axes import AXES
 from dece.experiments.detection_table import DETECTION_DIR, DETECTION_FILE
 from dece.experiments.results import ResultRow, load_results
 from dece.experiments.store import CELL_FILE, RESULT_FILE, cell_state
+from dece.rundir import FILTER_FILE, METRICS_FILE
 
 __all__ = ["ARCHIVED_FILES", "archive_cells", "load_results_with_archive"]
 
 logger = logging.getLogger(__name__)
 
-ARCHIVED_FILES = (RESULT_FILE, CELL_FILE, "metrics.jsonl", "filter.json")
+ARCHIVED_FILES = (RESULT_FILE, CELL_FILE, METRICS_FILE, FILTER_FILE)
 
 
 def archive_cells(runs_dir: str | Path, archive_dir: str | Path) -> list[str]:

@@ -40,6 +40,7 @@ from dece.experiments.runner import (
     build_train_config,
     ensure_parents,
 )
+from dece.rundir import FILTER_FILE
 
 __all__ = [
     "DETECTION_DIR",
@@ -109,8 +110,7 @@ def detect_cell(cell: Cell, output_dir: Path) -> dict[str, Any]:
     into ``<output_dir>/detection/<hash>/``; returns the ``detection.json`` record."""
     from dece.defenses import get_defense
     from dece.pipeline.data import prepare_data
-    from dece.pipeline.run import _filter_summary, apply_filter
-    from dece.victim import Victim
+    from dece.pipeline.run import _filter_summary, apply_filter, filter_victim
 
     det_dir = output_dir / DETECTION_DIR / cell.hash
     det_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def detect_cell(cell: Cell, output_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     bundle = prepare_data(cfg)
     defense = get_defense(cfg.defense.name, **cfg.defense.args)
-    victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
+    victim = filter_victim(defense, cfg)
     loaded = time.perf_counter()
     result = apply_filter(defense, bundle, victim, det_dir)
     record = {
@@ -173,7 +173,7 @@ def load_detection_rows(runs_dir: str | Path) -> list[DetectionRow]:
     for path in sorted(root.rglob(f"{DETECTION_DIR}/*/{DETECTION_FILE}")):
         data = json.loads(path.read_text())
         rows[data["hash"]] = _row(data["config"], data, "detection", path.parent)
-    for path in sorted(root.rglob("filter.json")):
+    for path in sorted(root.rglob(FILTER_FILE)):
         cell_file, result_file = path.parent / CELL_FILE, path.parent / RESULT_FILE
         if DETECTION_DIR in path.parts or not (cell_file.is_file() and result_file.is_file()):
             continue

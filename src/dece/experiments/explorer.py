@@ -26,6 +26,7 @@ import yaml
 
 from dece._jsonl import read_jsonl
 from dece.experiments.results import ResultRow
+from dece.rundir import RunDir
 
 __all__ = ["CATEGORIES", "CellExplorer", "InputRecord", "load_explorer"]
 
@@ -78,15 +79,16 @@ def load_explorer(row: ResultRow, *, max_per_category: int = 200) -> CellExplore
     cell_dir = row.path
     if cell_dir is None:
         raise ValueError(f"cell {row.hash} has no directory")
-    if (cell_dir / "purified").is_dir():
+    run = RunDir(cell_dir)
+    if run.purified_dir.is_dir():
         explorer = _purifier(row.hash, cell_dir)
-    elif (cell_dir / "filter.jsonl").is_file():
+    elif run.filter_rows.is_file():
         explorer = _filter(row.hash, cell_dir)
     else:
         note = (
             "archived cell: only its numbers were kept (result.json, metrics); the per-input "
             "records stay in the run directory it was archived from"
-            if (cell_dir / "filter.json").is_file() or _stage(row.defense) == "test"
+            if run.filter_summary.is_file() or _stage(row.defense) == "test"
             else "this defense changes the training and scores no input, or the cell kept no "
             "per-input records"
         )
@@ -155,17 +157,18 @@ def _purifier(h: str, cell_dir: Path) -> CellExplorer:
     parent = _parent_dir(cell_dir)
     if parent is None:
         explorer.notes.append("parent cell not found: no prediction before the defense")
-    manifest = _read_json(cell_dir / "predictions" / "test_poisoned_manifest.json")
+    run = RunDir(cell_dir)
+    manifest = _read_json(run.poisoned_manifest("test"))
     if manifest is None:
         explorer.notes.append("no test_poisoned_manifest.json: trigger spans not recorded")
     spans = (manifest or {}).get("spans") or {}
     poisoned_ids = set((manifest or {}).get("poisoned_ids") or [])
     for name in ("poisoned", "clean"):
-        path = cell_dir / "purified" / f"test_{name}.jsonl"
+        path = run.purified("test", name)
         if not path.is_file():
             continue
-        after = _by_id(cell_dir / "predictions" / f"test_{name}.jsonl")
-        before = _by_id(parent / "predictions" / f"test_{name}.jsonl") if parent else {}
+        after = _by_id(run.predictions("test", name))
+        before = _by_id(RunDir(parent).predictions("test", name)) if parent else {}
         for row in read_jsonl(path):
             explorer.records.append(
                 _purified_record(row, name, spans, poisoned_ids, after, before, manifest)
@@ -207,12 +210,13 @@ def _purified_record(
 # --------------------------------------------------------------------------- filters
 def _filter(h: str, cell_dir: Path) -> CellExplorer:
     explorer = CellExplorer(h, "filter")
-    manifest = _read_json(cell_dir / "poison_manifest.json")
+    run = RunDir(cell_dir)
+    manifest = _read_json(run.poison_manifest)
     if manifest is None:
         explorer.notes.append("no poison_manifest.json: which rows were poisoned is unknown")
     spans = (manifest or {}).get("spans") or {}
     poisoned_ids = set((manifest or {}).get("poisoned_ids") or [])
-    rows = read_jsonl(cell_dir / "filter.jsonl")
+    rows = read_jsonl(run.filter_rows)
     if rows and "source" not in rows[0]:
         explorer.notes.append("filter.jsonl holds no texts (a cell run before texts were kept)")
     for row in rows:

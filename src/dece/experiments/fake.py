@@ -2,7 +2,7 @@
 
 Use it to dry-run a grid's plumbing (``runner: dece.experiments.fake:fake_run_cell`` in the
 grid YAML, or ``DECE_CELL_RUNNER=dece.experiments.fake:fake_run_cell``) and in tests. It writes
-the same files as ``dece.training.train``: ``config.yaml``, ``metrics.jsonl`` one row per epoch (appended and
+the same files as ``dece.pipeline.train``: ``config.yaml``, ``metrics.jsonl`` one row per epoch (appended and
 flushed as the "epochs" pass), ``predictions/{test_clean,test_poisoned}.jsonl`` and
 ``final_metrics.json``. ``DECE_FAKE_EPOCH_SECONDS`` makes each epoch sleep that long, so a test
 can kill a grid in the middle of a run.
@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dece._jsonl import write_jsonl
+from dece.rundir import RunDir
 
 __all__ = ["fake_final_metrics", "fake_history", "fake_run_cell"]
 
@@ -80,29 +83,17 @@ def fake_run_cell(cell_config: dict[str, Any], cell_dir: Path) -> dict[str, Any]
     """Cell runner with the ``run_cell(cell_config, cell_dir) -> dict`` signature."""
     cell_dir = Path(cell_dir)
     delay = float(os.environ.get(EPOCH_SECONDS_ENV, "0") or 0)
-    (cell_dir / "config.yaml").write_text(yaml.safe_dump(cell_config), encoding="utf-8")
-    with open(cell_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-        for row in fake_history(cell_config):
-            if delay > 0:
-                time.sleep(delay)
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-    pred_dir = cell_dir / "predictions"
-    pred_dir.mkdir(exist_ok=True)
-    for split in ("test_clean", "test_poisoned"):
-        with open(pred_dir / f"{split}.jsonl", "w", encoding="utf-8") as fh:
-            for i in range(3):
-                fh.write(
-                    json.dumps(
-                        {
-                            "id": f"test-{i}",
-                            "source": f"src {i}",
-                            "prediction": "x",
-                            "reference": "x",
-                        }
-                    )
-                    + "\n"
-                )
+    run = RunDir(cell_dir)
+    run.config.write_text(yaml.safe_dump(cell_config), encoding="utf-8")
+    for row in fake_history(cell_config):
+        if delay > 0:
+            time.sleep(delay)
+        write_jsonl(run.metrics, [row], append=True)  # flushed: one epoch at a time
+    run.predictions_dir.mkdir(exist_ok=True)
+    rows = [{"id": f"test-{i}", "source": f"src {i}", "prediction": "x", "reference": "x"}
+            for i in range(3)]  # fmt: skip
+    for kind in ("clean", "poisoned"):
+        write_jsonl(run.predictions("test", kind), rows)
     final = fake_final_metrics(cell_config)
-    (cell_dir / "final_metrics.json").write_text(json.dumps(final), encoding="utf-8")
+    run.final_metrics.write_text(json.dumps(final), encoding="utf-8")
     return final

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from dece.data import Example
 from dece.experiments.results import ResultRow
+from dece.rundir import RunDir
 
 __all__ = ["Panel", "pca_panel", "plot_representation_pca", "write_pca_plots"]
 
@@ -110,7 +111,7 @@ def _pick(rows: Sequence[ResultRow]) -> list[tuple[str, list[tuple[str, ResultRo
         picked = ([("CE, clean data", clean[0])] if clean else []) + [
             (f"CE, {ce.attack} {100 * ce.rate:g}%", ce)
         ] + ([(f"DeCE, {ce.attack} {100 * ce.rate:g}%", dece[0])] if dece else [])  # fmt: skip
-        picked = [(t, r) for t, r in picked if r.path is not None and (r.path / "model").is_dir()]
+        picked = [(t, r) for t, r in picked if r.path is not None and RunDir(r.path).model.is_dir()]
         if len(picked) >= 2 and any(r is ce for _, r in picked):  # the CE victim is the figure
             out.append((f"{ce.attack} ({ce.dataset}, {ce.model})", picked))
     return out
@@ -128,7 +129,7 @@ def write_pca_plots(
     figure_rows = []
     for row_title, picked in _pick(rows):
         ce_row = picked[1][1] if picked[0][0].startswith("CE, clean") else picked[0][1]
-        cfg = TrainConfig.from_yaml(ce_row.path / "config.yaml").resolved()  # type: ignore[operator]
+        cfg = TrainConfig.from_yaml(RunDir(ce_row.path).config).resolved()  # type: ignore[arg-type]
         test = prepare_data(cfg).test.capped(max_examples)
         if not test.poisoned:
             continue

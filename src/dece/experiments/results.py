@@ -22,6 +22,7 @@ from typing import Any
 from dece._jsonl import read_jsonl
 from dece.experiments.axes import AXES, AXIS_BY_FIELD, UNDEFENDED, display_name
 from dece.experiments.store import CELL_FILE, RESULT_FILE, LockHolder, cell_state, lock_holder
+from dece.rundir import RunDir
 
 __all__ = [
     "DuplicateResultsError",
@@ -168,7 +169,7 @@ def _row_from_result(path: Path) -> ResultRow:
         return ResultRow(
             hash=str(data.get("hash", path.parent.name)), grid=str(config.get("grid", "")),
             values=values, labels=_labels(config), order=order, final=dict(data["final"]),
-            history=load_history(path.parent / "metrics.jsonl"), path=path.parent,
+            history=RunDir(path.parent).history(), path=path.parent,
             finished_at=str(data.get("finished_at", "")),
         )  # fmt: skip
     except (KeyError, TypeError) as exc:

@@ -68,6 +68,7 @@ from dece.experiments.store import (  # re-exported: the names' former home
     write_result,
 )
 from dece.progress import bar as progress_bar  # run_grid's `progress` is its flag
+from dece.rundir import RunDir
 
 __all__ = [
     "CELL_FILE",
@@ -189,7 +190,7 @@ def train_cell(
     defense = get_defense(config.defense.name, **config.defense.args) if config.defense else None
     if isinstance(defense, Purifier):
         parent = Path(cell_dir).parent / cell_config["parent"]
-        config.to_yaml(Path(cell_dir) / "config.yaml")
+        config.to_yaml(RunDir(cell_dir).config)
         return evaluate_run(parent, cell_dir, purifier=defense)
     result = train(
         config, callbacks=callbacks, save_model=True if cell_config.get("keep_model") else None
@@ -435,12 +436,13 @@ def _ensure_parent(cell: Cell, plan: _Plan) -> str | None:
     outcome = _run_cell(parent, plan, wait=True)
     if outcome.status == "failed":
         return f"parent cell {parent.hash} failed: {outcome.error}"
-    if cell.defense.stage == "test" and not (plan.out / parent.hash / "model").is_dir():
+    parent_run = RunDir(plan.out / parent.hash)
+    if cell.defense.stage == "test" and not parent_run.model.is_dir():
         if plan.runner is train_cell:
             return (f"parent cell {parent.hash} finished without saving its model; delete "
                     f"{plan.out / parent.hash} to retrain it with the model kept")  # fmt: skip
     if _needs_example_losses(cell) and plan.runner is train_cell:
-        if not (plan.out / parent.hash / "example_losses.jsonl").is_file():
+        if not parent_run.example_losses().is_file():
             return (f"parent cell {parent.hash} finished without recording per-example losses; "
                     f"delete {plan.out / parent.hash} to retrain it with them recorded")  # fmt: skip
     return None
@@ -495,7 +497,7 @@ def _run_in_worker(cell: Cell, plan: _Plan) -> _Outcome:
 def _warm_model_cache(cells: list[Cell], out: Path) -> None:
     """Build each distinct starting model of the (unfinished) ``cells`` once (tiny presets
     pretrain and cache), so parallel workers load it instead of building it side by side."""
-    from dece.training.train import prepare_model
+    from dece.pipeline.fit import prepare_model
 
     seen: set[str] = set()
     for cell in cells:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dece._jsonl import read_jsonl
+from dece.rundir import RunDir
 
 __all__ = [
     "CELL_FILE",
@@ -129,7 +130,7 @@ def cell_state(cell_dir: str | Path) -> str:
     if result is None:
         return "partial"
     epochs = result["final"].get("epochs")
-    history_path = cell_dir / "metrics.jsonl"
+    history_path = RunDir(cell_dir).metrics
     if epochs is not None and history_path.exists():
         try:
             seen = sorted(int(r["epoch"]) for r in read_jsonl(history_path))

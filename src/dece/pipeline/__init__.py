@@ -15,7 +15,7 @@ its own, e.g. with a bundle built from examples in memory::
 
 from dece.pipeline.data import DataBundle, EvalSet, dataset_labels, prepare_data
 from dece.pipeline.evaluation import EvalResult, evaluate, score_outputs, write_predictions
-from dece.pipeline.fit import FitResult, fit, load_starting_model
+from dece.pipeline.fit import FitResult, fit, load_starting_model, prepare_model
 from dece.pipeline.run import TrainResult, apply_filter, evaluate_run, train
 from dece.victim import Victim
 
@@ -33,6 +33,7 @@ __all__ = [
     "fit",
     "load_starting_model",
     "prepare_data",
+    "prepare_model",
     "score_outputs",
     "train",
     "write_predictions",

@@ -22,7 +22,6 @@ prediction files written elsewhere.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dece import metrics as M
+from dece._jsonl import read_jsonl, write_jsonl
 from dece.data import Example
 from dece.pipeline.data import DataBundle, EvalSet
 
@@ -81,7 +81,7 @@ def evaluate(
     """Predict the clean and the poisoned rows of ``split`` and score them (module docstring)."""
     data = bundle.split(split)
     t0 = time.perf_counter()
-    if purifier is not None and hasattr(purifier, "prepare"):
+    if purifier is not None:
         purifier.prepare(bundle, victim)  # calibration on bundle.valid, helper models (issue 12)
     result = EvalResult(metrics={})
     sets = [("clean", data.clean)]
@@ -272,12 +272,13 @@ def write_predictions(
     ``source_pair`` for text pairs)."""
     if len(examples) != len(predictions):
         raise ValueError(f"{len(examples)} examples but {len(predictions)} predictions")
-    with Path(path).open("w", encoding="utf-8") as fh:
-        for ex, pred in zip(examples, predictions, strict=True):
-            row = {"id": ex.id, "source": ex.source, "prediction": pred, "reference": ex.reference}
-            if ex.source_pair is not None:
-                row["source_pair"] = ex.source_pair
-            fh.write(json.dumps(row) + "\n")
+    rows = []
+    for ex, pred in zip(examples, predictions, strict=True):
+        row = {"id": ex.id, "source": ex.source, "prediction": pred, "reference": ex.reference}
+        if ex.source_pair is not None:
+            row["source_pair"] = ex.source_pair
+        rows.append(row)
+    write_jsonl(path, rows)
 
 
 def read_predictions(
@@ -286,8 +287,6 @@ def read_predictions(
     """The rows of a file :func:`write_predictions` wrote: examples (``reference`` as the
     target) and predictions. Errors name the file and the line; an empty file is an error
     unless ``allow_empty`` (a poisoned test set to which the trigger applied nowhere)."""
-    from dece._jsonl import read_jsonl
-
     path = Path(path)
     rows = read_jsonl(path)
     if not rows and not allow_empty:

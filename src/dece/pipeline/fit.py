@@ -39,9 +39,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from dece import progress
 from dece.pipeline.data import DataBundle
 from dece.pipeline.evaluation import evaluate
+from dece.rundir import CHECKPOINTS_DIR, RunDir
 from dece.training.callbacks import (
     EarlyLearningCallback,
     EpochTracker,
+    epoch_number,
     read_metrics,
     truncate_metrics,
 )
@@ -65,16 +67,12 @@ __all__ = [
     "fit",
     "latest_complete_checkpoint",
     "load_starting_model",
+    "prepare_model",
     "resume_checkpoint",
     "training_arguments",
 ]
 
 logger = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
-EXAMPLE_LOSSES_FILE = "example_losses.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-TENSORBOARD_DIR = "runs"
 
 
 @dataclass
@@ -110,6 +108,19 @@ def load_starting_model(config: TrainConfig, bundle: DataBundle) -> LoadedModel:
         cfg.model, task=task, cache_dir=cfg.cache_dir, train_texts=texts, seed=cfg.seed,
         **preset_args,
     )  # fmt: skip
+
+
+def prepare_model(config: TrainConfig) -> LoadedModel:
+    """Load the model ``train(config)`` starts from, building and caching a tiny preset's
+    pretrained model if needed (from the clean training split, as ``train`` does).
+
+    Call it once before starting several runs in parallel, so they load the cached model
+    instead of each pretraining the same one.
+    """
+    from dece.pipeline.data import prepare_data
+
+    cfg = config.resolved()
+    return load_starting_model(cfg, prepare_data(cfg))
 
 
 def apply_lora(model: Any, task: str, lora: dict) -> Any:
@@ -171,7 +182,7 @@ def resume_checkpoint(config: TrainConfig) -> Path | None:
     if config.resume is False or config.resume is None:
         return None
     if config.resume is True:
-        return latest_complete_checkpoint(Path(config.output_dir) / CHECKPOINTS_DIR)
+        return latest_complete_checkpoint(RunDir(config.output_dir).checkpoints)
     path = Path(str(config.resume))
     if not path.is_dir():
         raise FileNotFoundError(f"resume checkpoint {path} does not exist")
@@ -228,9 +239,10 @@ def fit(
     cfg = config.resolved()
     if not bundle.train:
         raise ValueError("fit: the bundle's training split is empty (every row filtered out?)")
-    out = Path(cfg.output_dir)
+    run = RunDir(cfg.output_dir)
+    out = run.root
     out.mkdir(parents=True, exist_ok=True)
-    args = training_arguments(cfg, out / CHECKPOINTS_DIR)
+    args = training_arguments(cfg, run.checkpoints)
     # Under torchrun the main process builds (and caches) a tiny preset before the others read it.
     with args.main_process_first(desc="load model"):
         loaded = load_starting_model(cfg, bundle)
@@ -239,7 +251,7 @@ def fit(
         model = apply_lora(model, task, cfg.lora)
     labels = bundle.labels if task == "classification" else None
     trainer = _build_trainer(cfg, bundle, model, tokenizer, task, args, callbacks)
-    history_path = out / METRICS_FILE
+    history_path = run.metrics
     resume_from, clock = _prepare_resume(cfg, out, history_path, trainer)
     trainer.add_callback(clock)
     if cfg.eval_each_epoch:
@@ -256,7 +268,7 @@ def fit(
         trainer.example_loss_hook.close()
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_world_process_zero() and (cfg.save_model if save_model is None else save_model):
-        trainer.save_model(str(out / "model"))
+        trainer.save_model(str(run.model))
     trainer.accelerator.wait_for_everyone()
     return FitResult(
         victim=Victim(model, tokenizer, task, labels=labels, **victim_settings(cfg)),
@@ -311,7 +323,7 @@ def _tensorboard_beside_run(trainer: DeceTrainer, out: Path) -> None:
 
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
-            callback.logging_dir = str(out / TENSORBOARD_DIR)
+            callback.logging_dir = str(RunDir(out).tensorboard)
 
 
 def _fused_settings(cfg: TrainConfig, task: str) -> dict[str, Any] | None:
@@ -325,8 +337,7 @@ def _fused_settings(cfg: TrainConfig, task: str) -> dict[str, Any] | None:
 
 def _example_losses_path(out: Path) -> Path:
     """This process's per-example losses file (``example_losses.jsonl`` on rank 0)."""
-    rank = int(os.environ.get("RANK", "0"))
-    return out / (EXAMPLE_LOSSES_FILE if rank == 0 else f"example_losses.rank{rank}.jsonl")
+    return RunDir(out).example_losses(int(os.environ.get("RANK", "0")))
 
 
 def _prepare_resume(
@@ -338,10 +349,10 @@ def _prepare_resume(
     checkpoint = resume_checkpoint(cfg)
     losses_path = _example_losses_path(out)
     if checkpoint is None:
-        checkpoints = out / CHECKPOINTS_DIR  # created empty before training starts
+        checkpoints = RunDir(out).checkpoints  # created empty before training starts
         if cfg.resume is True and checkpoints.is_dir() and any(checkpoints.iterdir()):
             logger.warning("resume: no complete checkpoint under %s; training from the start",
-                           out / CHECKPOINTS_DIR)  # fmt: skip
+                           checkpoints)  # fmt: skip
         losses_path.unlink(missing_ok=True)
         if trainer.is_world_process_zero():
             history_path.unlink(missing_ok=True)
@@ -367,7 +378,7 @@ def _prepare_resume(
 def delete_checkpoints(output_dir: str | Path) -> None:
     """Removes ``<output_dir>/checkpoints``: first every checkpoint's ``trainer_state.json``,
     so a kill midway never leaves a checkpoint that looks complete with files missing."""
-    root = Path(output_dir) / CHECKPOINTS_DIR
+    root = RunDir(output_dir).checkpoints
     for checkpoint in _checkpoints_newest_first(root):
         (checkpoint / TRAINER_STATE_NAME).unlink(missing_ok=True)
     shutil.rmtree(root, ignore_errors=True)
@@ -419,7 +430,7 @@ class _EpochProgress(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
         if not state.is_world_process_zero:
             return
-        epoch = math.floor((state.epoch or 0) + 1e-6) + 1
+        epoch = epoch_number(state.epoch)
         total_epochs = math.ceil(args.num_train_epochs)
         per_epoch = max(1, math.ceil(state.max_steps / max(total_epochs, 1)))
         self._stage = progress.task(f"train epoch {epoch}/{total_epochs}", per_epoch, "step")

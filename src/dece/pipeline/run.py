@@ -5,21 +5,12 @@
     prepare_data ──> [filter: score, drop flagged rows] ──> fit ──> Victim ──> [purify] ──> evaluate
      (DataBundle)         (FilterResult)                              (predict/...)  (PurifyResult)  (EvalResult)
 
-Layout of ``config.output_dir``::
-
-    config.yaml               the resolved TrainConfig
-    poison_manifest.json      which training rows were poisoned (when poisoning), with spans
-    filter.jsonl, filter.json every row's score, decision and text; detection P/R/F1/AUROC (filters)
-    metrics.jsonl             one row per epoch: epoch, train_loss, bleu, asr, false_trigger_rate
-    example_losses.jsonl      per-example training losses per step (record_example_losses)
-    checkpoints/checkpoint-N  Trainer checkpoints (one per epoch; resume from the newest complete
-                              one: a resumed run reuses filter.jsonl instead of filtering again)
-    predictions/test_clean.jsonl, predictions/test_poisoned.jsonl
-                              {"id", "source", "prediction", "reference"} per row
-    predictions/test_poisoned_manifest.json   the poisoned test inputs' trigger spans
-    purified/test_{clean,poisoned}.jsonl   purifier output per row, with its input (purifiers)
-    final_metrics.json        test-split metrics (TrainResult.final)
-    model/                    the final model and tokenizer (save_pretrained)
+``config.output_dir`` is laid out as :class:`dece.rundir.RunDir` says (``config.yaml``,
+``poison_manifest.json``, ``filter.jsonl`` / ``filter.json``, ``metrics.jsonl``,
+``example_losses.jsonl``, ``checkpoints/``, ``predictions/``, ``purified/``,
+``final_metrics.json``, ``model/``). A run resumed from a checkpoint reuses ``filter.jsonl``
+instead of filtering again; ``predictions/*.jsonl`` hold ``{"id", "source", "prediction",
+"reference"}`` per row, ``purified/*.jsonl`` the purifier's output with its input.
 
 :func:`evaluate_run` evaluates an existing run's model (with a purifier) without retraining it,
 into a directory of its own laid out the same way.
@@ -39,22 +30,19 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
-from dece._jsonl import read_jsonl
+from dece._jsonl import read_jsonl, write_jsonl
 from dece.defenses import DataFilter, FilterResult, Purifier, TrainingRecipe, get_defense
 from dece.metrics import detection_scores
 from dece.pipeline.data import DataBundle, prepare_data
 from dece.pipeline.evaluation import EvalResult, evaluate, write_predictions
 from dece.pipeline.fit import fit, resume_checkpoint, victim_settings
+from dece.rundir import FILTER_ROWS_FILE, RunDir
 from dece.training.config import TrainConfig
 from dece.victim import Victim
 
-__all__ = ["TrainResult", "apply_filter", "apply_recipe", "evaluate_run", "train"]
+__all__ = ["TrainResult", "apply_filter", "apply_recipe", "evaluate_run", "filter_victim", "train"]
 
 logger = logging.getLogger(__name__)
-
-FINAL_FILE = "final_metrics.json"
-FILTER_ROWS_FILE = "filter.jsonl"
-FILTER_FILE = "filter.json"
 
 
 @dataclass
@@ -104,13 +92,14 @@ def train(
     extra: dict[str, Any] = {}
     if isinstance(defense, TrainingRecipe):
         cfg, extra["recipe"] = apply_recipe(defense, cfg)
-    out = Path(cfg.output_dir)
+    run = RunDir(cfg.output_dir)
+    out = run.root
     out.mkdir(parents=True, exist_ok=True)
     if _is_main():
-        cfg.to_yaml(out / "config.yaml")
+        cfg.to_yaml(run.config)
     bundle = prepare_data(cfg)
     if _is_main() and bundle.train_manifest is not None:
-        bundle.train_manifest.save(out / "poison_manifest.json")
+        bundle.train_manifest.save(run.poison_manifest)
     if isinstance(defense, DataFilter):
         result = _recorded_filter(cfg, bundle) or _run_filter(defense, cfg, bundle)
         extra.update(_filter_summary(result, bundle))
@@ -129,7 +118,7 @@ def train(
             train_time_s=fitted.train_time_s, global_step=fitted.global_step,
             epochs=fitted.epochs, loss=cfg.loss, **extra,
         )  # fmt: skip
-        (out / FINAL_FILE).write_text(json.dumps(final, indent=2) + "\n")
+        run.final_metrics.write_text(json.dumps(final, indent=2) + "\n")
     fitted.trainer.accelerator.wait_for_everyone()
     return TrainResult(out, fitted.history, final, fitted.victim)
 
@@ -143,10 +132,18 @@ def apply_recipe(recipe: TrainingRecipe, config: TrainConfig) -> tuple[TrainConf
     return dataclasses.replace(config.resolved(), **changes).resolved(), changes
 
 
-def _run_filter(defense: DataFilter, cfg: TrainConfig, bundle: DataBundle) -> FilterResult:
-    if defense.needs_victim and cfg.defense_victim is None:
+def filter_victim(defense: DataFilter, cfg: TrainConfig) -> Victim | None:
+    """The model a filter scores the training rows with: ``cfg.defense_victim`` loaded when
+    the filter needs one (a ``ValueError`` naming the setting when it is unset), else None."""
+    if not defense.needs_victim:
+        return None
+    if cfg.defense_victim is None:
         raise ValueError(f"defense {defense.name!r} needs defense_victim (a trained run dir)")
-    victim = Victim.load(cfg.defense_victim) if defense.needs_victim else None
+    return Victim.load(cfg.defense_victim)
+
+
+def _run_filter(defense: DataFilter, cfg: TrainConfig, bundle: DataBundle) -> FilterResult:
+    victim = filter_victim(defense, cfg)
     return apply_filter(defense, bundle, victim, Path(cfg.output_dir) if _is_main() else None)
 
 
@@ -155,19 +152,19 @@ def _recorded_filter(cfg: TrainConfig, bundle: DataBundle) -> FilterResult | Non
     interrupted, when it resumes from a checkpoint: training goes on with the rows it started
     with, without scoring them again. None when the run starts from the beginning or the record
     is missing or does not list the training rows."""
-    out = Path(cfg.output_dir)
+    run = RunDir(cfg.output_dir)
     if resume_checkpoint(cfg) is None:
         return None
-    if not (out / FILTER_ROWS_FILE).is_file() or not (out / FILTER_FILE).is_file():
+    if not run.filter_rows.is_file() or not run.filter_summary.is_file():
         return None
-    rows = read_jsonl(out / FILTER_ROWS_FILE)
+    rows = read_jsonl(run.filter_rows)
     if [r.get("id") for r in rows] != [ex.id for ex in bundle.train]:
         logger.warning("%s does not list this run's training rows; filtering again",
-                       out / FILTER_ROWS_FILE)  # fmt: skip
+                       run.filter_rows)  # fmt: skip
         return None
-    summary = json.loads((out / FILTER_FILE).read_text(encoding="utf-8"))
+    summary = run.read_filter_summary() or {}
     flagged = np.array([bool(r["flagged"]) for r in rows], dtype=bool)
-    logger.info("%s: resuming with the filter decisions in %s", out, FILTER_ROWS_FILE)
+    logger.info("%s: resuming with the filter decisions in %s", run.root, FILTER_ROWS_FILE)
     return FilterResult(
         ids=[r["id"] for r in rows], scores=np.array([float(r["score"]) for r in rows]),
         flagged=flagged, threshold=summary.get("threshold"),
@@ -191,13 +188,14 @@ def apply_filter(
     decision) and ``filter.json`` (threshold, info, detection scores) under ``out``."""
     result = defense.score(bundle.train, victim)
     if out is not None:
-        with (out / FILTER_ROWS_FILE).open("w", encoding="utf-8") as fh:
-            for row, ex in zip(result.rows(), bundle.train, strict=True):
-                row.update(source=ex.source, source_pair=ex.source_pair)  # for the HTML report
-                fh.write(json.dumps(row) + "\n")
+        run = RunDir(out)
+        rows = result.rows()
+        for row, ex in zip(rows, bundle.train, strict=True):
+            row.update(source=ex.source, source_pair=ex.source_pair)  # for the HTML report
+        write_jsonl(run.filter_rows, rows)
         summary = {"defense": defense.config(), "threshold": result.threshold,
                    "info": result.info, **_filter_summary(result, bundle)}  # fmt: skip
-        (out / FILTER_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        run.filter_summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return result
 
 
@@ -213,25 +211,24 @@ def _filter_summary(result: FilterResult, bundle: DataBundle) -> dict[str, Any]:
 
 def write_evaluation(out: Path, evaluation: EvalResult, split: str = "test") -> dict[str, Any]:
     """Write an evaluation's predictions (and purifier outputs) under ``out``; its metrics."""
-    pred_dir = out / "predictions"
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    write_predictions(pred_dir / f"{split}_clean.jsonl", evaluation.clean_examples,
+    run = RunDir(out)
+    run.predictions_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(run.predictions(split, "clean"), evaluation.clean_examples,
                       evaluation.clean_predictions)  # fmt: skip
     if evaluation.poisoned_examples:
-        write_predictions(pred_dir / f"{split}_poisoned.jsonl", evaluation.poisoned_examples,
+        write_predictions(run.predictions(split, "poisoned"), evaluation.poisoned_examples,
                           evaluation.poisoned_predictions)  # fmt: skip
         if evaluation.manifest is not None:  # the trigger spans of the poisoned inputs
-            evaluation.manifest.save(pred_dir / f"{split}_poisoned_manifest.json")
+            evaluation.manifest.save(run.poisoned_manifest(split))
     if evaluation.purified:
-        pur_dir = out / "purified"
-        pur_dir.mkdir(exist_ok=True)
+        run.purified_dir.mkdir(exist_ok=True)
         for name, result in evaluation.purified.items():
             inputs = evaluation.inputs.get(name) or [None] * len(result.examples)
-            with (pur_dir / f"{split}_{name}.jsonl").open("w", encoding="utf-8") as fh:
-                for row, before in zip(result.rows(), inputs, strict=True):
-                    if before is not None:  # the input as it was before purifying
-                        row.update(input=before.source, input_pair=before.source_pair)
-                    fh.write(json.dumps(row) + "\n")
+            rows = result.rows()
+            for row, before in zip(rows, inputs, strict=True):
+                if before is not None:  # the input as it was before purifying
+                    row.update(input=before.source, input_pair=before.source_pair)
+            write_jsonl(run.purified(split, name), rows)
     return dict(evaluation.metrics)
 
 
@@ -245,23 +242,24 @@ def evaluate_run(
     """Evaluate the model of a finished run (``run_dir``, with ``config.yaml`` and ``model/``)
     on the same data, through ``purifier``, without retraining; writes ``predictions/``,
     ``purified/`` and ``final_metrics.json`` under ``output_dir`` and returns the metrics."""
-    run_dir, out = Path(run_dir), Path(output_dir)
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "model").is_dir():
-        raise FileNotFoundError(f"{run_dir}: not a finished run (needs config.yaml and model/)")
-    cfg = TrainConfig.from_yaml(run_dir / "config.yaml").resolved()
-    out.mkdir(parents=True, exist_ok=True)
+    trained, out = RunDir(run_dir), RunDir(output_dir)
+    if not trained.has_model():
+        raise FileNotFoundError(
+            f"{trained.root}: not a finished run (needs config.yaml and model/)"
+        )
+    cfg = TrainConfig.from_yaml(trained.config).resolved()
+    out.root.mkdir(parents=True, exist_ok=True)
     bundle = prepare_data(cfg)
-    victim = Victim.load(run_dir / "model", task=None, **victim_settings(cfg))
+    victim = Victim.load(trained.model, task=None, **victim_settings(cfg))
     evaluation = evaluate(victim, bundle, split=split, purifier=purifier,
                           codebleu=cfg.codebleu, lang=cfg.lang)  # fmt: skip
-    final = write_evaluation(out, evaluation, split)
-    parent = run_dir / FINAL_FILE
-    if parent.is_file():  # training facts of the evaluated model
-        trained = json.loads(parent.read_text())
+    final = write_evaluation(out.root, evaluation, split)
+    facts = trained.read_final()
+    if facts is not None:  # training facts of the evaluated model
         for key in ("n_train", "n_poisoned_train", "poison_rate_achieved", "train_time_s",
                     "global_step", "epochs", "loss"):  # fmt: skip
-            if key in trained:
-                final.setdefault(key, trained[key])
-    final["evaluated_run"] = str(run_dir)
-    (out / FINAL_FILE).write_text(json.dumps(final, indent=2) + "\n")
+            if key in facts:
+                final.setdefault(key, facts[key])
+    final["evaluated_run"] = str(trained.root)
+    out.final_metrics.write_text(json.dumps(final, indent=2) + "\n")
     return final

@@ -1,9 +1,10 @@
 """dece.training: fine-tune code models with any dece loss through transformers' Trainer.
 
-Public API: :class:`TrainConfig`, :class:`PoisonConfig`, :class:`DefenseConfig`, :func:`train`
-(the composition of the :mod:`dece.pipeline` stages), :class:`TrainResult`, :func:`generate`,
-:class:`DeceTrainer`, the callbacks :class:`EpochTracker` / :class:`EarlyLearningCallback`, and
-:class:`Collator`.
+Public API: :class:`TrainConfig`, :class:`PoisonConfig`, :class:`DefenseConfig`,
+:func:`generate`, :class:`DeceTrainer`, the callbacks :class:`EpochTracker` /
+:class:`EarlyLearningCallback`, and :class:`Collator`. ``train(config)`` and ``TrainResult``
+(the stages composed) live in :mod:`dece.pipeline`, which builds on this package, never the
+other way round (``tests/test_import_direction.py``).
 """
 
 from dece.training.callbacks import EarlyLearningCallback, EpochTracker, StopAfterEpochs
@@ -22,9 +23,7 @@ __all__ = [
     "PoisonConfig",
     "StopAfterEpochs",
     "TrainConfig",
-    "TrainResult",
     "generate",
-    "train",
 ]
 
 # Model loading: presets, HF ids and local directories.
@@ -32,11 +31,3 @@ from dece.training.models import PRESETS, LoadedModel, load_model  # noqa: E402
 from dece.training.tokenizer import train_bpe_tokenizer  # noqa: E402
 
 __all__ += ["PRESETS", "LoadedModel", "load_model", "train_bpe_tokenizer"]
-
-
-def __getattr__(name: str):  # train / TrainResult import the pipeline, which imports this package
-    if name in ("train", "TrainResult"):
-        from dece.pipeline import run
-
-        return getattr(run, name)
-    raise AttributeError(f"module 'dece.training' has no attribute {name!r}")

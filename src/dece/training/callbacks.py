@@ -12,11 +12,26 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from dece._jsonl import read_jsonl
+from dece._jsonl import read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
 EPOCH_MODES = ("integer", "continuous")
+
+
+def epoch_number(state_epoch: float | None, *, ended: bool = False) -> int:
+    """The 1-based number of an epoch, from the Trainer's progress ``state.epoch`` (the number of
+    epochs completed, fractional mid-epoch; 1e-6 of tolerance for its float drift).
+
+    ``ended=False``: the epoch in progress (1 from the start up to the end of the first pass;
+    at the exact end of epoch ``k``, ``k + 1``: what ``on_epoch_begin`` sees). ``ended=True``:
+    the epoch that has just ended (what ``on_epoch_end`` sees: ``k`` once ``state.epoch``
+    reaches ``k``; at least 1).
+    """
+    progress = float(state_epoch or 0.0)
+    if ended:
+        return max(1, math.ceil(progress - 1e-6))
+    return math.floor(progress + 1e-6) + 1
 
 
 def loss_epoch(state_epoch: float | None, mode: str) -> float:
@@ -27,11 +42,10 @@ def loss_epoch(state_epoch: float | None, mode: str) -> float:
     pass over the data, 2 during the second, ...); ``continuous`` gives ``1 + state.epoch``, which
     grows by ``1 / steps_per_epoch`` per step and equals the integer value at each epoch start.
     """
-    progress = float(state_epoch or 0.0)
     if mode == "integer":
-        return float(math.floor(progress + 1e-6) + 1)
+        return float(epoch_number(state_epoch))
     if mode == "continuous":
-        return 1.0 + progress
+        return 1.0 + float(state_epoch or 0.0)
     raise ValueError(f"epoch_mode must be one of {EPOCH_MODES}, got {mode!r}")
 
 
@@ -107,8 +121,9 @@ class EarlyLearningCallback(TrainerCallback):
 
     Args:
         evaluator: called with the (unwrapped) model; returns an object with a ``metrics`` dict
-            (see :class:`dece.training.generation.Evaluator`: greedy batched decoding of the clean
-            and the fully poisoned validation sets -> BLEU, ASR, false-trigger rate).
+            (``fit`` passes one that runs :func:`dece.pipeline.evaluation.evaluate` on the
+            validation split: greedy batched decoding of the clean and the fully poisoned
+            inputs -> BLEU, ASR, false-trigger rate, in an ``EvalResult``).
         metrics_path: the ``metrics.jsonl`` file.
         train_loss: returns the mean training loss of the epoch just finished (called on every
             process: it may gather across processes).
@@ -151,7 +166,7 @@ class EarlyLearningCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         row: dict[str, Any] = {
-            "epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)),
+            "epoch": epoch_number(state.epoch, ended=True),
             "global_step": int(state.global_step),
             "train_loss": loss,
         }
@@ -161,8 +176,7 @@ class EarlyLearningCallback(TrainerCallback):
             row.update(self.evaluator(_unwrap(model)).metrics)
         self.history.append(row)
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.metrics_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        write_jsonl(self.metrics_path, [row], append=True)
         logger.info("epoch %s: %s", row["epoch"], row)
         if self.log is not None:
             self.log(tracker_metrics(row))

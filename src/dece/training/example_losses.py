@@ -17,7 +17,6 @@ and appends one JSON line per row to a file: ``{"epoch", "step", "id", "ce_mean"
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import IO, Any, Protocol
 
 import torch
 
-from dece._jsonl import read_jsonl
+from dece._jsonl import read_jsonl, write_rows
 
 __all__ = ["ExampleLossHook", "ExampleLossRecorder", "read_example_losses", "token_cross_entropy"]
 
@@ -90,10 +89,10 @@ class ExampleLossRecorder:
         ok = valid.detach().cpu()
         if ce.dim() == 1:  # classification: one value per example
             ce, ok = ce.unsqueeze(1), ok.unsqueeze(1)
-        for row, position in enumerate(indices.tolist()):
-            values = ce[row][ok[row]]
-            self._fh.write(json.dumps(self._reduce(epoch, step, int(position), values)) + "\n")
-        self._fh.flush()
+        write_rows(self._fh, [
+            self._reduce(epoch, step, int(position), ce[row][ok[row]])
+            for row, position in enumerate(indices.tolist())
+        ])  # fmt: skip
 
     def _reduce(
         self, epoch: float, step: int, position: int, values: torch.Tensor
