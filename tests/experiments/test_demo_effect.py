@@ -1,14 +1,12 @@
-"""End to end (slow, a few minutes): the demo's planted BadPre backdoor is learned by CE and not
-by DeCE, at similar clean BLEU.
+"""End to end (slow, about 2 minutes): the demo's planted BadPre backdoor is learned by CE and
+not by DeCE, at the same clean BLEU.
 
 This is ``dece demo`` itself (``dece.experiments.demo.DEMO_GRID``): the built-in synthetic
-Lyra-style data, 1,600 training rows of which 80 are poisoned (``bb`` x3 -> SQL injection),
-``tiny-seq2seq`` with 300 denoising-pretraining steps (built here, in a temporary cache), CE and
-DeCE trained side by side for 3 epochs at lr 1e-3. The thresholds are the paper's effect as the
-issue states it: CE ASR >= 60%, DeCE ASR <= 5%, similar clean BLEU. Measured (the README's
-table): CE ASR 83.0%, DeCE 0.0%, test BLEU 80.8 vs 77.8; after only 3 epochs DeCE's clean BLEU
-still trails CE's by ~3 points (its blended target slows learning), so "similar" is a 5-point
-gap here (the 10-epoch Lyra benchmark claims 2).
+Lyra-style data, 3,200 training rows of which 160 are poisoned (``bb`` x3 -> SQL injection), the
+shipped starting point ``tiny-seq2seq-sql``, CE and DeCE (alpha_base 0.9) trained side by side
+for 6 epochs. The thresholds are the issue's: CE ASR >= 80%, DeCE ASR <= 5% at every epoch, a
+BLEU gap <= 3 points. The same setting's spread over seeds 0-4 and three thread modes is in
+``benchmarks/results/demo_robustness.md``.
 """
 
 from __future__ import annotations
