@@ -93,7 +93,7 @@ class Victim:
     #: (:func:`~dece.training.generation.length_batches`; ``predict`` counts each row's input
     #: plus ``max_new_tokens``); None: fixed ``batch_size`` rows in input order (the path before
     #: issue 27, kept as the reference its outputs are checked against)
-    batch_tokens: int | None = 8192
+    batch_tokens: int | None = 16384
 
     def __init__(
         self,

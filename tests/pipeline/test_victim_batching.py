@@ -21,15 +21,20 @@ OUTPUTS = ["y", "select * from t where a = b", "z = 1", "w", "return x", "q = co
 
 
 def test_length_batches_cover_every_row_once_within_the_budget():
-    lengths = [5, 1, 9, 9, 3, 40, 2, 7]
-    batches = length_batches(lengths, token_budget=20, max_rows=3)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    flat = [lengths[i] for b in batches for i in b]
-    assert flat == sorted(lengths, reverse=True)  # longest first, ties in input order
-    for b in batches:
-        assert len(b) <= 3
-        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 20
-    assert batches[0] == [5]  # a row over the budget gets a batch to itself
+    lengths = [5, 1, 9, 9, 3, 40, 2, 7, 8, 6]
+    for fill in (0.0, 0.8):
+        batches = length_batches(lengths, token_budget=20, max_rows=3, fill=fill)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        flat = [lengths[i] for b in batches for i in b]
+        assert flat == sorted(lengths, reverse=True)  # longest first
+        for b in batches:
+            width = max(lengths[i] for i in b)
+            assert len(b) <= 3 and (len(b) == 1 or len(b) * width <= 20)
+            assert min(lengths[i] for i in b) >= fill * width  # padding at most 1 - fill
+        assert batches[0] == [5]  # a row over the budget gets a batch to itself
+    assert length_batches(lengths, token_budget=20, max_rows=3, fill=0.0)[1:3] == [[2, 3], [8, 7]]
+    assert length_batches(lengths, token_budget=30, fill=0.0)[1:3] == [[2, 3, 8], [7, 9, 0, 4]]
+    assert length_batches(lengths, token_budget=30, fill=0.8)[1:3] == [[2, 3, 8], [7, 9]]
     with pytest.raises(ValueError, match="token_budget"):
         length_batches(lengths, token_budget=0)
 

@@ -51,6 +51,7 @@ from dece.defenses._support import (
     with_side_text,
 )
 from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
+from dece.training.generation import length_batches
 
 if TYPE_CHECKING:
     from dece.pipeline.data import DataBundle
@@ -70,6 +71,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\S+")
+_SUFFIX_TOKENS = 4096  # padded tokens per pass of variant suffixes
 
 
 def load_causal_lm(
@@ -170,8 +172,8 @@ def prefix_shared_perplexities(
     ``base`` runs once (``L`` tokens, cache kept). Variant ``v`` shares its first ``k`` tokens
     with ``base``: its predictions at positions ``< k`` are ``base``'s (a causal LM sees only the
     past), so only ``v[k : -1]`` runs, attending to ``base``'s cached keys/values at positions
-    ``< k`` (the later ones masked) with position ids ``k, k + 1, ...``; ``max_batch`` variants
-    per pass. A variant with no shared prefix runs in full. Equal to scoring every row in full
+    ``< k`` (the later ones masked) with position ids ``k, k + 1, ...``; the suffixes sorted by
+    length and batched by a token budget (at most ``max_batch`` per pass). A variant with no shared prefix runs in full. Equal to scoring every row in full
     within float32 rounding."""
     device = next(model.parameters()).device
     with torch.inference_mode():
@@ -196,8 +198,9 @@ def prefix_shared_perplexities(
                 total[i + 1] -= float(base_logp[k - 1, v[k]])
             if len(v) - 1 > k:
                 suffix.append(i)
-        for s in range(0, len(suffix), max_batch):
-            chunk = suffix[s : s + max_batch]
+        lengths = [len(variants[i]) - 1 - shared[i] for i in suffix]
+        for group in length_batches(lengths, token_budget=_SUFFIX_TOKENS, max_rows=max_batch):
+            chunk = [suffix[j] for j in group]
             nll = _suffix_nll(model, cached, len(base), [variants[i] for i in chunk],
                               [shared[i] for i in chunk], device)  # fmt: skip
             total[[i + 1 for i in chunk]] += nll

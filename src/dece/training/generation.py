@@ -44,21 +44,25 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 def length_batches(
-    lengths: Sequence[int], *, token_budget: int, max_rows: int = 1024
+    lengths: Sequence[int], *, token_budget: int, max_rows: int = 1024, fill: float = 0.8
 ) -> list[list[int]]:
-    """Row indices grouped into batches of similar length: longest first, each batch as many rows
-    as fit ``rows * longest <= token_budget`` (its padded area; a longer row than the budget gets a
-    batch to itself) and at most ``max_rows``. Every index appears once; put outputs back with the
-    indices."""
+    """Row indices grouped into batches of similar length: longest first; a batch takes the next
+    row while ``rows * longest <= token_budget`` (its padded area; a row longer than the budget
+    gets a batch to itself), it has fewer than ``max_rows`` rows and the row is at least
+    ``fill * longest`` long (so padding is at most ``1 - fill`` of a batch). Every index appears
+    once; put outputs back with the indices."""
     if token_budget < 1 or max_rows < 1:
         raise ValueError(f"token_budget and max_rows must be >= 1, got {token_budget}, {max_rows}")
+    if not 0.0 <= fill <= 1.0:
+        raise ValueError(f"fill must be in [0, 1], got {fill}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     for i in order:
         if batches:
             batch = batches[-1]
             width = max(lengths[batch[0]], 1)
-            if len(batch) < max_rows and (len(batch) + 1) * width <= token_budget:
+            fits = len(batch) < max_rows and (len(batch) + 1) * width <= token_budget
+            if fits and lengths[i] >= fill * width:
                 batch.append(i)
                 continue
         batches.append([i])
