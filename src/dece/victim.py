@@ -53,9 +53,14 @@ from dece.training.collate import (
 )
 from dece.training.generation import _model_device, decode_rows, length_batches
 
-__all__ = ["Victim", "VictimStats"]
+__all__ = ["BATCHING_REVISION", "Victim", "VictimStats"]
 
 logger = logging.getLogger(__name__)
+
+#: How :meth:`Victim.predict` groups rows into batches; padding can shift a greedy output, so
+#: every evaluated cell records it (``predict_revision``) and tables never mix revisions.
+#: 1: sorted by length, ``batch_size`` rows; 2 (issue 27): a token budget (``batch_tokens``).
+BATCHING_REVISION = 2
 
 
 @dataclass
