@@ -267,11 +267,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--onion-rows", type=int, default=20, help="descriptions (tiny LM)")
     parser.add_argument("--smollm2-rows", type=int, default=2, help="descriptions (SmolLM2)")
     parser.add_argument("--predict-rows", type=int, default=50, help="Lyra test rows, predict")
+    parser.add_argument("--test-rows", type=int, default=200, help="Lyra test rows, embed etc.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/defense_cost.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from dece.training.models import load_model
+
+    meta = {"revision": revision(), "threads": args.threads,
+            "machine": f"{platform.machine()} {_cpu_name()}, {platform.python_version()}",
+            "inputs": f"Lyra train rows 0..{args.rows} (SS, AC), 0..{args.bki_rows} (BKI); "
+                      f"Lyra test descriptions 0..{args.onion_rows} (ONION, tiny LM), "
+                      f"0..{args.smollm2_rows} (ONION, SmolLM2); Lyra test rows "
+                      f"0..{args.test_rows} (embed, confidence), 0..{args.predict_rows} "
+                      "(predict, 192 new tokens at most)"}  # fmt: skip
+    cells: list[dict] = []
+    speed: list[dict] = []
+
+    def write() -> None:  # after every cell: a run cut short keeps what it measured
+        meta["models"] = ", ".join(f"{k} {v} parameters" for k, v in models.items())
+        args.out.write_text(report(cells, speed, meta))
+        args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "cells": cells,
+                                                             "victim": speed}, indent=1))  # fmt: skip
 
     data = load_dataset(str(LYRA))
     train, test = data["train"], data["test"]
@@ -283,11 +300,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     lm = causal.model.eval()
     victim.embed(train[:8])  # warm-up: one-time set-up is not any path's cost
     leave_one_out_suspicion(lm, causal.tokenizer, train[0].source)
-    cells = [filter_cell("spectral", victim, train[: args.rows], False),
-             filter_cell("activation_clustering", victim, train[: args.rows], False),
-             filter_cell("bki", victim, train[: args.bki_rows], True)]  # fmt: skip
+    speed += victim_speedup(victim, test[: args.test_rows], args.predict_rows)
+    write()
+    for name, n in (("spectral", args.rows), ("activation_clustering", args.rows),
+                    ("bki", args.bki_rows)):  # fmt: skip
+        cells.append(filter_cell(name, victim, train[:n], name == "bki"))
+        write()
     cells.append(onion_cell("tiny-causal (untrained)", lm, causal.tokenizer,
                             [ex.source for ex in test[: args.onion_rows]]))  # fmt: skip
+    write()
     if args.smollm2_rows:
         from dece.defenses.onion import load_causal_lm
 
@@ -295,17 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         models["SmolLM2-135M"] = n_params(smol)
         cells.append(onion_cell("SmolLM2-135M", smol, tok,
                                 [ex.source for ex in test[: args.smollm2_rows]]))  # fmt: skip
-    speed = victim_speedup(victim, test, args.predict_rows)
-    meta = {"revision": revision(), "threads": args.threads,
-            "machine": f"{platform.machine()} {_cpu_name()}, {platform.python_version()}",
-            "models": ", ".join(f"{k} {v} parameters" for k, v in models.items()),
-            "inputs": f"Lyra train rows 0..{args.rows} (SS, AC), 0..{args.bki_rows} (BKI); "
-                      f"Lyra test descriptions 0..{args.onion_rows} (ONION, tiny LM), "
-                      f"0..{args.smollm2_rows} (ONION, SmolLM2); Lyra test 200 rows (embed, "
-                      f"confidence), {args.predict_rows} (predict, 192 new tokens at most)"}  # fmt: skip
-    args.out.write_text(report(cells, speed, meta))
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "cells": cells,
-                                                         "victim": speed}, indent=1))  # fmt: skip
+    write()
 
 
 def _cpu_name() -> str:
