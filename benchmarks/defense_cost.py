@@ -300,14 +300,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     lm = causal.model.eval()
     victim.embed(train[:8])  # warm-up: one-time set-up is not any path's cost
     leave_one_out_suspicion(lm, causal.tokenizer, train[0].source)
-    speed += victim_speedup(victim, test[: args.test_rows], args.predict_rows)
-    write()
     for name, n in (("spectral", args.rows), ("activation_clustering", args.rows),
                     ("bki", args.bki_rows)):  # fmt: skip
         cells.append(filter_cell(name, victim, train[:n], name == "bki"))
         write()
     cells.append(onion_cell("tiny-causal (untrained)", lm, causal.tokenizer,
                             [ex.source for ex in test[: args.onion_rows]]))  # fmt: skip
+    write()
+    speed += victim_speedup(victim, test[: args.test_rows], args.predict_rows)
     write()
     if args.smollm2_rows:
         from dece.defenses.onion import load_causal_lm
