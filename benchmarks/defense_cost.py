@@ -245,7 +245,11 @@ def report(cells: list[dict], speed: list[dict], meta: dict[str, Any]) -> str:
     lines += [
         "",
         "Tokens are padded tokens fed to the model (the bound's batches are "
-        "length-sorted, so its padding is small).",
+        "length-sorted, so its padding is small). Scores: the largest difference between "
+        "today's and the new path relative to the largest |score|; decisions that differ, and "
+        "in brackets how many of those have a score within 1e-4 x that scale of the threshold.",
+        "",
+        *NOTES,
         "",
         "## Victim batching (item 3), tiny victim on the Lyra test set",
         "",
@@ -258,6 +262,23 @@ def report(cells: list[dict], speed: list[dict], meta: dict[str, Any]) -> str:
                      f"{s['new']['cpu_s']:.2f} | {s['new']['cpu_s'] / s['old']['cpu_s']:.2f}x | "
                      f"{s['same']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+NOTES = (
+    "Bounds (the forwards each algorithm requires): spectral and activation_clustering, one "
+    "encoder pass over the rows; bki, one encoder pass over each row and each of its one-word "
+    "deletions (a bidirectional encoder shares nothing between them); onion, per text one "
+    "causal-LM pass over its tokens plus, per leave-one-word-out variant, its tokens after the "
+    "prefix it shares with the text (logits included).",
+    "",
+    "Not listed: moderate_fitting (a training recipe), keyword and none (no model), paraphrase "
+    "(replays the authors' paraphrased texts), naturalness (n-gram counts), dynamics (reads "
+    "the losses recorded in training). Pending: codepurify and oseql (their bounds and cells "
+    "are not written yet), the MiniLM victim on the defect task, Bugs2Fix, ONION with the "
+    "tiny-causal LM pretrained on Lyra (here the preset's architecture, untrained: the cost "
+    "does not depend on the weights; the victim likewise is the tiny-seq2seq preset untrained, "
+    "so its greedy outputs run to the 192-token cap).",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
