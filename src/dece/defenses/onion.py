@@ -4,8 +4,7 @@ Attacks", EMNLP 2021), a test-time purifier that never looks at the victim.
 For an input of ``n`` whitespace-separated words, a causal LM gives the perplexity ``p0`` of the
 whole text and ``p_i`` of the text without word ``i``; the suspicion of word ``i`` is
 ``f_i = p0 - p_i`` (removing an out-of-place word lowers the perplexity a lot). Every word with
-``f_i > threshold`` is removed. All ``n + 1`` texts of one input are scored in one batch
-(:func:`leave_one_out_suspicion`).
+``f_i > threshold`` is removed (:func:`leave_one_out_suspicion`).
 
 The threshold is fixed or calibrated on clean validation inputs, without the victim: it is the
 largest word suspicion of the clean inputs at the ``1 - clean_fraction`` quantile, so that at most
