@@ -110,6 +110,32 @@ def test_prefix_shared_suspicions_equal_the_full_variant_path(lm_dir, text):
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-5 * p0)  # SUSPICION_TOLERANCE
 
 
+def test_prefix_shared_decisions_equal_the_full_variant_path(lm_dir, tmp_path):
+    """Same threshold, same words removed; only a row whose peak suspicion lies within the
+    tolerance of the threshold could differ (counted: none here)."""
+    clean = [Example(f"c{i}", sentence(i), "") for i in range(60, 70)]
+    planted = sentence(97).split()
+    planted.insert(2, "zqxqz")
+    rows = [*clean, Example("p", " ".join(planted), "")]
+    slow = Onion(lm=str(lm_dir), clean_fraction=0.2, prefix_cache=False, cache=False)
+    slow.calibrate(clean)
+    fast = Onion(lm=str(lm_dir), threshold=slow._threshold, cache=False)
+    a, b = slow.purify(rows), fast.purify(rows)
+    tol = 1e-5 * float(max(perplexities(*_lm(lm_dir), [ex.source for ex in rows])))
+    np.testing.assert_allclose(b.scores, a.scores, rtol=0, atol=tol)
+    differ = np.flatnonzero(a.detected != b.detected)
+    assert [i for i in differ if abs(a.scores[i] - slow._threshold) > tol] == []
+    assert len(differ) == 0 and a.detected[-1]
+    assert [ex.source for ex in b.examples] == [ex.source for ex in a.examples]
+
+
+def _lm(lm_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(lm_dir).eval()
+    return model, AutoTokenizer.from_pretrained(lm_dir)
+
+
 def test_onion_removes_the_planted_word_only(lm_dir, tmp_path):
     clean = [Example(f"c{i}", sentence(i), "") for i in range(72, 82)]
     planted = sentence(95).split()
