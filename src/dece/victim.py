@@ -52,11 +52,16 @@ from dece.training.collate import (
     encode_source,
     pad_token_id_of,
 )
-from dece.training.generation import _model_device, decode_rows
+from dece.training.generation import _model_device, decode_rows, length_batches
 
-__all__ = ["Victim", "VictimStats"]
+__all__ = ["BATCHING_REVISION", "Victim", "VictimStats"]
 
 logger = logging.getLogger(__name__)
+
+#: How :meth:`Victim.predict` groups rows into batches; padding can shift a greedy output, so
+#: every evaluated cell records it (``predict_revision``) and tables never mix revisions.
+#: 1: sorted by length, ``batch_size`` rows; 2 (issue 27): a token budget (``batch_tokens``).
+BATCHING_REVISION = 2
 
 
 @dataclass
@@ -87,8 +92,14 @@ class Victim:
             model config's ``id2label``).
         max_source_length, max_target_length: truncation of inputs / outputs (tokens).
         max_new_tokens: greedy decoding cap (default ``max_target_length``).
-        batch_size: rows per forward pass.
+        batch_size: rows per forward pass when :attr:`batch_tokens` is None.
     """
+
+    #: padded tokens per forward pass: rows are sorted by length and batched by this budget
+    #: (:func:`~dece.training.generation.length_batches`; ``predict`` counts each row's input
+    #: plus ``max_new_tokens``); None: fixed ``batch_size`` rows in input order (the path before
+    #: issue 27, kept as the reference its outputs are checked against)
+    batch_tokens: int | None = 16384
 
     def __init__(
         self,
@@ -188,7 +199,7 @@ class Victim:
         out = decode_rows(
             self.model, self.tokenizer, self.encode_inputs(examples), task=self.task,
             batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, id2label=id2label,
-            stage=stage,
+            stage=stage, token_budget=self.batch_tokens,
         )  # fmt: skip
         self._timed("predict", len(examples), t0)
         return out
@@ -222,21 +233,28 @@ class Victim:
                     f"outputs {unknown[:5]} are not labels of this model {self.labels}"
                 )
         collate = self._collator()
+        encoded = [
+            encode_example(
+                self.tokenizer, _with_output(ex, out, self.task), task=self.task,
+                max_source_length=self.max_source_length,
+                max_target_length=self.max_target_length, label2id=self.label2id,
+            )
+            for ex, out in zip(examples, outputs, strict=True)
+        ]  # fmt: skip
         with _eval_mode(self.model), torch.inference_mode():
-            for start in range(0, len(examples), self.batch_size):
-                rows = [
-                    encode_example(
-                        self.tokenizer, _with_output(ex, out, self.task), task=self.task,
-                        max_source_length=self.max_source_length,
-                        max_target_length=self.max_target_length, label2id=self.label2id,
-                    )
-                    for ex, out in zip(examples[start : start + self.batch_size],
-                                       outputs[start : start + self.batch_size], strict=True)
-                ]  # fmt: skip
-                p, n = self._score_batch(collate(rows))
-                prob[start : start + len(rows)] = p
-                nll[start : start + len(rows)] = n
+            for idx in self._batches([_score_length(row, self.task) for row in encoded]):
+                p, n = self._score_batch(collate([encoded[i] for i in idx]))
+                prob[idx] = p
+                nll[idx] = n
         return prob, nll
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Row indices per forward pass: by :attr:`batch_tokens` (length-sorted), else fixed
+        ``batch_size`` rows in input order."""
+        if self.batch_tokens is None:
+            n, size = len(lengths), self.batch_size
+            return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+        return length_batches(lengths, token_budget=self.batch_tokens)
 
     def _score_batch(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         device = _model_device(self.model)
@@ -263,17 +281,17 @@ class Victim:
         t0 = time.perf_counter()
         pad = pad_token_id_of(self.tokenizer)
         encoded = self.encode_inputs(examples)
-        parts: list[np.ndarray] = []
+        out: np.ndarray | None = None
         device = _model_device(self.model)
         with _eval_mode(self.model), torch.inference_mode():
-            for start in range(0, len(encoded), self.batch_size):
-                rows = encoded[start : start + self.batch_size]
-                ids, mask = _right_pad(rows, pad)
-                parts.append(
-                    self._embed_batch(ids.to(device), mask.to(device)).float().cpu().numpy()
-                )
+            for idx in self._batches([len(r) for r in encoded]):
+                ids, mask = _right_pad([encoded[i] for i in idx], pad)
+                part = self._embed_batch(ids.to(device), mask.to(device)).float().cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(encoded), part.shape[1]), dtype=part.dtype)
+                out[idx] = part  # [B, H] back at the rows' input positions
         self._timed("embed", len(examples), t0)
-        return np.concatenate(parts) if parts else np.zeros((0, 0))
+        return out if out is not None else np.zeros((0, 0))
 
     def _embed_batch(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         model = _unwrap_peft(self.model)
@@ -299,6 +317,12 @@ def _check_pairs(
         if not isinstance(out, str):
             raise ValueError(f"outputs[{i}] is a {type(out).__name__}, expected str")
     return examples, outputs
+
+
+def _score_length(row: dict[str, Any], task: str) -> int:
+    """Padded tokens one encoded row adds to a batch (seq2seq: encoder plus decoder side)."""
+    extra = len(row["labels"]) if task == "seq2seq" else 0
+    return len(row["input_ids"]) + extra
 
 
 def _with_output(example: Example, output: str, task: str) -> Example:

@@ -22,6 +22,20 @@ def test_tables_equal_hand_written(hand_results, fmt, expected):
     assert format_tables(build_tables(load_results(hand_results)), fmt) == expected
 
 
+def test_tables_refuse_cells_of_mixed_batching_revisions(hand_results):
+    from dataclasses import replace
+
+    from dece.experiments.tables import check_predict_revisions
+
+    rows = load_results(hand_results)
+    assert check_predict_revisions(rows) == 1  # archived cells: no revision recorded
+    new = [replace(r, final={**r.final, "predict_revision": 2}) for r in rows]
+    assert check_predict_revisions(new) == 2
+    assert format_tables(build_tables(new), "md") == EXPECTED_MD
+    with pytest.raises(ValueError, match=r"revisions \[1, 2\]"):
+        build_tables([*rows[:1], *new[1:]])
+
+
 def test_write_report_writes_table_and_plots(hand_results, tmp_path):
     report = write_report(hand_results, tmp_path / "out", fmt="csv")
     assert report.table_path == tmp_path / "out" / "report.csv"

@@ -45,6 +45,18 @@ def test_metrics_of_a_planted_victim():
     assert m["false_trigger_rate"] == 0.0 and m["n_clean"] == 10
     assert m["asr"] == 1.0 and m["asr_denominator"] == 10
     assert result.poisoned_predictions[0].endswith('1 or 1=1 "')
+    assert m["predict_revision"] == 1  # no token-budget batching: the fixed-row revision
+
+
+def test_cells_record_the_victims_batching_revision():
+    from types import SimpleNamespace
+
+    from dece.pipeline.evaluation import _batching_revision
+    from dece.victim import BATCHING_REVISION, Victim
+
+    assert BATCHING_REVISION == 2 and Victim.batch_tokens is not None
+    assert _batching_revision(SimpleNamespace(batch_tokens=16384)) == BATCHING_REVISION
+    assert _batching_revision(SimpleNamespace(batch_tokens=None)) == 1
 
 
 class DropBB(Purifier):

@@ -107,7 +107,9 @@ KEEPS = ("keywords", "keywords+punctuation")  # what a masked statement keeps (c
 #: 2 (issue 24): default statistic ``max_delta``; ``N <= 1`` inputs left out of the entropy test
 #: and its calibration; elements past the victim's truncation skipped; the victim sees a masked
 #: statement whole (``victim_statement="whole"``).
-REVISION = 2
+#: 3 (issue 27): the victim predicts in length-sorted batches by a token budget
+#: (:data:`dece.victim.BATCHING_REVISION`), which can shift a greedy output.
+REVISION = 3
 _KINDS = {"both": ("identifier", "statement"), "identifiers": ("identifier",),
           "statements": ("statement",)}  # fmt: skip
 

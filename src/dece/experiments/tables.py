@@ -35,6 +35,7 @@ __all__ = [
     "Table",
     "authors_bleu_note",
     "build_tables",
+    "check_predict_revisions",
     "format_tables",
 ]
 
@@ -100,6 +101,17 @@ def row_order(r: ResultRow) -> tuple[int, ...]:
     return tuple(r.order.get(a.field, 0) for a in AXES if a.role == "row" and a.field != "rate")
 
 
+def check_predict_revisions(rows: Sequence[ResultRow]) -> int:
+    """The one victim batching revision of ``rows`` (``predict_revision``; cells without it are
+    1, see :data:`dece.victim.BATCHING_REVISION`); ``ValueError`` naming the revisions when
+    they are mixed (greedy outputs of different batchings may differ)."""
+    found = {int(r.final.get("predict_revision", 1)) for r in rows}
+    if len(found) > 1:
+        raise ValueError(f"cells of victim batching revisions {sorted(found)} in one table: "
+                         "rerun the older cells or report them apart (issue 27)")  # fmt: skip
+    return found.pop() if found else 1
+
+
 def build_tables(
     rows: Sequence[ResultRow],
     metrics: Sequence[tuple[str, str, float]] | None = None,
@@ -109,6 +121,7 @@ def build_tables(
     ``metrics`` defaults to :data:`DEFAULT_METRICS` restricted to the metrics that at least
     one row reports (e.g. CodeBLEU is absent without the ``[codebleu]`` extra).
     """
+    check_predict_revisions(rows)
     if metrics is None:
         metrics = [m for m in DEFAULT_METRICS if any(m[0] in r.final for r in rows)]
     metrics = list(metrics)

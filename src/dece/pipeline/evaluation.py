@@ -106,7 +106,15 @@ def evaluate(
     if purifier is not None:
         result.metrics.update(_purifier_metrics(result, data))
     result.metrics["eval_time_s"] = time.perf_counter() - t0
+    result.metrics["predict_revision"] = _batching_revision(victim)
     return result
+
+
+def _batching_revision(victim: Victim) -> int:
+    """:data:`dece.victim.BATCHING_REVISION`, or 1 for a victim on the fixed-row path."""
+    from dece.victim import BATCHING_REVISION
+
+    return BATCHING_REVISION if getattr(victim, "batch_tokens", None) is not None else 1
 
 
 def _store(result: EvalResult, name: str, rows: list[Example], preds: list[str], s: float) -> None:

@@ -43,6 +43,32 @@ def _model_device(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def length_batches(
+    lengths: Sequence[int], *, token_budget: int, max_rows: int = 1024, fill: float = 0.8
+) -> list[list[int]]:
+    """Row indices grouped into batches of similar length: longest first; a batch takes the next
+    row while ``rows * longest <= token_budget`` (its padded area; a row longer than the budget
+    gets a batch to itself), it has fewer than ``max_rows`` rows and the row is at least
+    ``fill * longest`` long (so padding is at most ``1 - fill`` of a batch). Every index appears
+    once; put outputs back with the indices."""
+    if token_budget < 1 or max_rows < 1:
+        raise ValueError(f"token_budget and max_rows must be >= 1, got {token_budget}, {max_rows}")
+    if not 0.0 <= fill <= 1.0:
+        raise ValueError(f"fill must be in [0, 1], got {fill}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            batch = batches[-1]
+            width = max(lengths[batch[0]], 1)
+            fits = len(batch) < max_rows and (len(batch) + 1) * width <= token_budget
+            if fits and lengths[i] >= fill * width:
+                batch.append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -88,9 +114,12 @@ def decode_rows(
     max_new_tokens: int = 256,
     id2label: dict[int, str] | None = None,
     stage: str | None = None,
+    token_budget: int | None = None,
 ) -> list[str]:
     """Greedy outputs of already-encoded inputs (``encoded[i]``: input ids of row ``i``), in
     input order. Rows are sorted by length so each batch pads little, then put back in order.
+    ``token_budget``: batch by padded area instead of ``batch_size`` rows, counting each row as
+    its input plus ``max_new_tokens`` (:func:`length_batches`; classification: the input only).
     ``stage``: name of the progress stage to report (None: silent)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -99,7 +128,12 @@ def decode_rows(
     if not encoded:
         return []
     pad = pad_token_id_of(tokenizer)
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    if token_budget is None:
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    else:
+        extra = 0 if task == "classification" else max_new_tokens
+        batches = length_batches([len(r) + extra for r in encoded], token_budget=token_budget)
     outputs: list[str] = [""] * len(encoded)
     device = _model_device(model)
     was_training = model.training
@@ -107,8 +141,7 @@ def decode_rows(
     report = progress_module.task(stage, total=len(encoded), unit="row") if stage else None
     try:
         with torch.inference_mode(), report or contextlib.nullcontext(lambda n=1: None) as advance:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            for idx in batches:
                 texts = _generate_batch(
                     model, tokenizer, [list(encoded[i]) for i in idx], task=task, pad=pad,
                     device=device, max_new_tokens=max_new_tokens, id2label=id2label,
