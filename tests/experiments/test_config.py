@@ -77,6 +77,15 @@ def test_repeated_trigger_gets_payload_in_label(write_config):
         ),
         ({"losses": [{"name": "xent"}]}, "'losses[0].name'", "dece"),
         (
+            {"attacks": ["badpre", {"trigger": "badpre", "trigger_args": [1]}]},
+            "'attacks[1].trigger_args'",
+            "valid dictionary, got [1]",
+        ),
+        ({"losses": [{"name": "ce", "label": 5}]}, "'losses[0].label'", "valid string, got 5"),
+        ({"losses": [{"label": "CE"}]}, "'losses[0].name'", "missing required key"),
+        ({"defenses": [{"name": ""}]}, "'defenses[0].name'", "at least 1 character"),
+        ({"defenses": [3]}, "'defenses[0]'", "mapping with keys name, args, label"),
+        (
             {"losses": [{"name": "ce", "arg": {}}]},
             "'losses[0].arg'",
             "allowed: name, args, label, sweep",

@@ -20,6 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dece.experiments.entries import AttackEntry, DefenseEntry, LossEntry, validate_entry
+from dece.experiments.errors import ConfigError
+
 __all__ = [
     "AXES",
     "AXIS_BY_FIELD",
@@ -35,15 +38,6 @@ __all__ = [
 
 UNDEFENDED = "undefended"
 _SHORT_ARG = {"alpha_base": "alpha", "label_smoothing": "eps"}
-
-
-class ConfigError(ValueError):
-    """A grid config is invalid; the message names the file, the key and the allowed values."""
-
-    def __init__(self, source: Any, key: str, message: str) -> None:
-        self.source = str(source) if source is not None else "<dict>"
-        self.key = key
-        super().__init__(f"{self.source}: key {key!r}: {message}")
 
 
 def display_name(name: str) -> str:
@@ -171,29 +165,8 @@ def as_float(value: Any, src: Any, key: str) -> float:
     return out
 
 
-def _label(item: Mapping[str, Any], src: Any, key: str, default: str) -> str:
-    label = item.get("label") or default
-    if not isinstance(label, str):
-        raise ConfigError(src, f"{key}.label", f"must be a string, got {label!r}")
-    return label
-
-
-def _named_items(
-    items: list[Any], keys: Sequence[str], required: str, src: Any, where: str
-) -> list[tuple[str, Mapping[str, Any]]]:
-    """``(key, mapping)`` per item; a bare string is shorthand for ``{required: string}``."""
-    out = []
-    for i, item in enumerate(items):
-        key = f"{where}[{i}]"
-        if isinstance(item, str):
-            item = {required: item}
-        if not isinstance(item, Mapping):
-            raise ConfigError(src, key, f"must be a mapping with keys {', '.join(keys)}")
-        check_keys(item, keys, src, key)
-        if required not in item:
-            raise ConfigError(src, f"{key}.{required}", "missing required key")
-        out.append((key, item))
-    return out
+def _label(label: str | None, default: str) -> str:
+    return label or default
 
 
 # ------------------------------------------------------------------------------ axis parsers
@@ -218,23 +191,17 @@ def _parse_seeds(items: list[Any], src: Any, where: str) -> list[int]:
     return list(items)
 
 
-_ATTACK_KEYS = ("trigger", "trigger_args", "payload", "payload_args", "label")
-_LOSS_KEYS = ("name", "args", "label", "sweep")
-_DEFENSE_KEYS = ("name", "args", "label")
-
-
 def _parse_attacks(items: list[Any], src: Any, where: str) -> list[AttackSpec]:
     from dece.attacks import PAYLOADS, TRIGGERS
 
     parsed = []
-    for key, item in _named_items(items, _ATTACK_KEYS, "trigger", src, where):
-        trigger = as_name(item["trigger"], TRIGGERS.names(), src, f"{key}.trigger")
-        payload = as_name(item.get("payload", "sql_injection"), PAYLOADS.names(), src,
-                          f"{key}.payload")  # fmt: skip
-        label = _label(item, src, key, "")
-        parsed.append((trigger, payload, as_args(item.get("trigger_args"), src,
-                       f"{key}.trigger_args"), as_args(item.get("payload_args"), src,
-                       f"{key}.payload_args"), label))  # fmt: skip
+    for i, item in enumerate(items):
+        key = f"{where}[{i}]"
+        entry = validate_entry(AttackEntry, item, "trigger", src, key)
+        trigger = as_name(entry.trigger, TRIGGERS.names(), src, f"{key}.trigger")
+        payload = as_name(entry.payload, PAYLOADS.names(), src, f"{key}.payload")
+        parsed.append((trigger, payload, dict(entry.trigger_args or {}),
+                       dict(entry.payload_args or {}), _label(entry.label, "")))  # fmt: skip
     # Default labels: the trigger's display name, plus the payload when a trigger repeats.
     counts: dict[str, int] = {}
     for t, *_ in parsed:
@@ -250,11 +217,13 @@ def _parse_losses(items: list[Any], src: Any, where: str) -> list[LossSpec]:
     from dece.losses import LOSSES
 
     losses: list[LossSpec] = []
-    for key, item in _named_items(items, _LOSS_KEYS, "name", src, where):
-        loss = as_name(item["name"], LOSSES.names(), src, f"{key}.name")
-        args = as_args(item.get("args"), src, f"{key}.args")
-        label = _label(item, src, key, display_name(loss))
-        sweep = as_args(item.get("sweep"), src, f"{key}.sweep")
+    for i, item in enumerate(items):
+        key = f"{where}[{i}]"
+        entry = validate_entry(LossEntry, item, "name", src, key)
+        loss = as_name(entry.name, LOSSES.names(), src, f"{key}.name")
+        args = dict(entry.args or {})
+        label = _label(entry.label, display_name(loss))
+        sweep = dict(entry.sweep or {})
         if not sweep:
             losses.append(LossSpec(loss, args, label))
             continue
@@ -276,13 +245,15 @@ def _parse_defenses(items: list[Any], src: Any, where: str) -> list[DefenseSpec]
     allowed = [UNDEFENDED, *DEFENSES.names()]
     items = [UNDEFENDED if item is None else item for item in items]  # `- null`: undefended
     out = []
-    for key, entry in _named_items(items, _DEFENSE_KEYS, "name", src, where):
-        name = as_name(entry["name"], allowed, src, f"{key}.name")
-        args = as_args(entry.get("args"), src, f"{key}.args")
+    for i, item in enumerate(items):
+        key = f"{where}[{i}]"
+        entry = validate_entry(DefenseEntry, item, "name", src, key)
+        name = as_name(entry.name, allowed, src, f"{key}.name")
+        args = dict(entry.args or {})
         if name == UNDEFENDED and args:
             raise ConfigError(src, f"{key}.args", "'undefended' takes no args")
         default = "" if name == UNDEFENDED else display_name(name)
-        out.append(DefenseSpec(name, args, _label(entry, src, key, default)))
+        out.append(DefenseSpec(name, args, _label(entry.label, default)))
     return out
 
 

@@ -26,11 +26,19 @@ Every error raised while loading is a :class:`ConfigError` whose message names t
 key (dotted path) and, where the set is finite, the allowed values. Names are checked against
 the live registries (losses, triggers, payloads, defenses), and ``training`` against
 ``TrainConfig`` (keys and value types), whatever was imported before.
+
+Numbers are hashed as loaded (a cell's hash is over JSON, where ``2`` and ``2.0`` differ), so the
+load fixes the spellings a user expects to be equal: a rate is always a float (``0`` is
+``0.0``), an int given for a float ``TrainConfig`` field becomes a float (``learning_rate: 1``
+is ``1.0``), and a float given for an int field (``num_epochs: 2.0``) is refused, naming the key.
+Mappings handed on untyped (loss, attack and defense ``args``, nested ``training`` mappings such
+as ``lora``) are hashed as written: ``alpha_base: 1`` and ``alpha_base: 1.0`` are two cells.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,4 +227,19 @@ def _parse(data: Any, src: Any) -> GridConfig:
     )  # fmt: skip
     check_training_keys(config)
     _check_training_values(config)
+    config.training = _floats_as_float(config.training)
     return config
+
+
+def _floats_as_float(training: Mapping[str, Any]) -> dict[str, Any]:
+    """``training`` with an int given for a float-only ``TrainConfig`` field made a float, so both
+    spellings are one cell (module docstring). Shipped configs write these fields as floats."""
+    from dece.training.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    out = dict(training)
+    for key, value in training.items():
+        allowed = typing.get_args(hints[key]) or (hints[key],)
+        if float in allowed and int not in allowed and type(value) is int:
+            out[key] = float(value)
+    return out

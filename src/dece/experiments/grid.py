@@ -5,8 +5,11 @@ A *cell* is one run. Its identity is its resolved config (one entry per axis, se
 canonical JSON, so the same cell gets the same directory name on every machine and in every
 process. Display labels and the cell's position in the grid are kept beside the identity but
 are not hashed: relabelling a method or reordering a list never reruns finished cells. Nor are
-the operational ``training`` keys (:data:`OPERATIONAL_TRAINING_KEYS`: the experiment trackers),
-which every cell still receives: reporting a grid to TensorBoard or W&B reruns nothing.
+the operational ``training`` keys of :data:`UNHASHED_TRAINING_KEYS` (the experiment trackers and
+the runner's resume settings), which every cell still receives: reporting a grid to TensorBoard or
+W&B, or resuming it, reruns nothing. :func:`cell_identity` reads the same identity back from a
+recorded cell config (``cell.yaml``, ``result.json``'s ``config``), so an archived cell's
+directory name can be checked against what it recorded.
 
 Dependencies: a test-time purifier cell evaluates the model of its *parent*, the same cell
 undefended; a training-time filter that reads a model scores the data with the model of the
@@ -20,7 +23,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,9 +31,12 @@ from dece.experiments.axes import AXES, UNDEFENDED, ConfigError, DefenseSpec, Lo
 from dece.experiments.config import GridConfig
 
 __all__ = [
+    "HASHED_OPERATIONAL_KEYS",
     "OPERATIONAL_TRAINING_KEYS",
+    "UNHASHED_TRAINING_KEYS",
     "Cell",
     "cell_hash",
+    "cell_identity",
     "current_labels",
     "expand_grid",
     "parse_shard",
@@ -39,9 +45,26 @@ __all__ = [
 ]
 
 HASH_LENGTH = 12
-#: ``training`` keys that change where results are reported, never the results (the trackers of
-#: ``TrainConfig.report_to`` / ``run_name``): handed to every cell, never part of its hash.
-OPERATIONAL_TRAINING_KEYS: frozenset[str] = frozenset({"report_to", "run_name"})
+#: The one declaration of the operational ``training`` keys (``TrainConfig`` fields): they change
+#: where results are reported or how a run survives a kill, never the results. ``report_to`` /
+#: ``run_name``: the experiment trackers; ``resume`` / ``save_checkpoints`` /
+#: ``save_total_limit``: set for every trained cell by the runner
+#: (:data:`dece.experiments.runner.RESUME_SETTINGS`, whose keys are a subset of these), whatever
+#: the grid's ``training`` says. The executor and its ``--wait`` are ``dece run`` flags, not
+#: ``TrainConfig`` fields, so no ``training`` block can hold them (the grid config rejects
+#: unknown keys); the grid's own ``runner`` / ``output_dir`` and a cell config's ``keep_model`` /
+#: ``record_example_losses`` / ``parent`` lie outside the identity by construction
+#: (:meth:`Cell.resolved`, :func:`cell_identity`).
+OPERATIONAL_TRAINING_KEYS: frozenset[str] = frozenset(
+    {"report_to", "run_name", "resume", "save_checkpoints", "save_total_limit"}
+)
+#: Operational keys that are nevertheless hashed as written, for compatibility: every shipped
+#: config writes ``save_checkpoints: false`` and the archived cells under
+#: ``benchmarks/results/cells/`` were hashed with it, so leaving it out now would rename them.
+#: (The runner still overrides it at run time.)
+HASHED_OPERATIONAL_KEYS: frozenset[str] = frozenset({"save_checkpoints"})
+#: ``training`` keys handed to every cell but never part of its hash.
+UNHASHED_TRAINING_KEYS: frozenset[str] = OPERATIONAL_TRAINING_KEYS - HASHED_OPERATIONAL_KEYS
 PARENT_LOSS = LossSpec("ce", {}, "CE")  # the model a victim-reading filter scores data with
 
 
@@ -52,6 +75,24 @@ def _canonical(obj: Any) -> str:
 def cell_hash(resolved: dict[str, Any]) -> str:
     """First 12 hex digits of SHA-256 over the canonical JSON of a resolved cell config."""
     return hashlib.sha256(_canonical(resolved).encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def _hashed_training(training: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in training.items() if k not in UNHASHED_TRAINING_KEYS}
+
+
+def cell_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed identity inside a recorded cell config (what :meth:`Cell.to_config` wrote to
+    ``cell.yaml`` and ``result.json``'s ``config``): the axis fields, less an axis's ``omit``
+    value, and ``training`` less :data:`UNHASHED_TRAINING_KEYS`. Labels, order, ``hash``,
+    ``grid``, ``parent`` and the runner's flags are left out. ``cell_hash(cell_identity(c))``
+    is the cell's directory name."""
+    out: dict[str, Any] = {}
+    for axis in AXES:
+        if axis.field in config and (axis.omit is None or config[axis.field] != axis.omit):
+            out[axis.field] = config[axis.field]
+    out["training"] = _hashed_training(config.get("training") or {})
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,7 +118,7 @@ class Cell:
             identity = axis.identity(value)
             if axis.omit is None or identity != axis.omit:
                 out[axis.field] = identity
-        out["training"] = {k: v for k, v in self.training if k not in OPERATIONAL_TRAINING_KEYS}
+        out["training"] = _hashed_training(dict(self.training))
         return out
 
     @property

@@ -96,8 +96,9 @@ RUNNER_ENV = "DECE_CELL_RUNNER"
 _PARENT_POLL_S = 1.0
 
 #: ``TrainConfig`` settings of every trained cell, over the grid's ``training`` block: operational
-#: (they change no result), so never part of a cell's identity or hash. A checkpoint per epoch,
-#: only the newest kept (a SmolLM2 checkpoint is ~1.6 GB), and resume from it after a kill.
+#: (they change no result; declared in :data:`dece.experiments.grid.OPERATIONAL_TRAINING_KEYS`,
+#: which also says which of them a cell hash leaves out). A checkpoint per epoch, only the newest
+#: kept (a SmolLM2 checkpoint is ~1.6 GB), and resume from it after a kill.
 RESUME_SETTINGS: dict[str, Any] = {"save_checkpoints": True, "save_total_limit": 1, "resume": True}
 
 

@@ -1,0 +1,114 @@
+"""What enters a cell's hash (issue 23, item 2): the operational ``training`` keys declared once
+(:data:`dece.experiments.grid.OPERATIONAL_TRAINING_KEYS`), number spellings, and round trips of
+the shipped configs through YAML. The archived cells: test_archived_cells.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from exp_helpers import small_grid
+
+from dece.experiments import ConfigError, GridConfig, expand_grid, load_grid_config
+from dece.experiments.grid import (
+    HASHED_OPERATIONAL_KEYS,
+    OPERATIONAL_TRAINING_KEYS,
+    UNHASHED_TRAINING_KEYS,
+    cell_hash,
+    cell_identity,
+)
+from dece.experiments.runner import RESUME_SETTINGS, build_train_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+#: A valid, non-default value per operational key (checked by TrainConfig through the grid load).
+OPERATIONAL_VALUES: dict[str, Any] = {
+    "report_to": ["tensorboard"], "run_name": "sweep", "resume": True,
+    "save_checkpoints": True, "save_total_limit": 3,
+}  # fmt: skip
+
+
+def _hashes(training: dict[str, Any], **grid: Any) -> list[str]:
+    return [
+        c.hash for c in expand_grid(GridConfig.from_dict(small_grid(training=training, **grid)))
+    ]
+
+
+def test_the_declaration_covers_the_runners_settings_and_names_train_config_fields():
+    from dece.training.config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(OPERATIONAL_VALUES) == OPERATIONAL_TRAINING_KEYS <= fields
+    assert set(RESUME_SETTINGS) <= OPERATIONAL_TRAINING_KEYS
+    assert HASHED_OPERATIONAL_KEYS <= OPERATIONAL_TRAINING_KEYS
+    assert UNHASHED_TRAINING_KEYS == OPERATIONAL_TRAINING_KEYS - HASHED_OPERATIONAL_KEYS
+    assert {"report_to", "run_name", "resume", "save_total_limit"} <= UNHASHED_TRAINING_KEYS
+
+
+@pytest.mark.parametrize("key", sorted(UNHASHED_TRAINING_KEYS))
+def test_an_unhashed_key_changes_no_hash_yet_reaches_the_cell(key):
+    base = _hashes({"num_epochs": 2})
+    config = GridConfig.from_dict(
+        small_grid(training={"num_epochs": 2, key: OPERATIONAL_VALUES[key]})
+    )
+    cells = expand_grid(config)
+    assert [c.hash for c in cells] == base
+    assert all(c.to_config()["training"][key] == OPERATIONAL_VALUES[key] for c in cells)
+    assert all(cell_hash(cell_identity(c.to_config())) == c.hash for c in cells)
+
+
+@pytest.mark.parametrize("key", sorted(HASHED_OPERATIONAL_KEYS))
+def test_a_legacy_hashed_key_is_hashed_as_written(key):
+    """Kept for the archive (see the declaration); the runner overrides it at run time anyway."""
+    with_key = _hashes({"num_epochs": 2, key: OPERATIONAL_VALUES[key]})
+    assert not set(with_key) & set(_hashes({"num_epochs": 2}))
+
+
+def test_the_runner_overrides_every_resume_setting(tmp_path):
+    cell = expand_grid(GridConfig.from_dict(small_grid(
+        training={"num_epochs": 2, "resume": False, "save_total_limit": 7,
+                  "save_checkpoints": False})))[0]  # fmt: skip
+    cfg = build_train_config(cell.to_config(), tmp_path)
+    assert {k: getattr(cfg, k) for k in RESUME_SETTINGS} == RESUME_SETTINGS
+
+
+# ------------------------------------------------------------------------------ number spellings
+def test_an_int_for_a_float_field_is_the_same_cell_as_the_float():
+    ints = _hashes({"num_epochs": 2, "learning_rate": 1, "max_grad_norm": 1, "warmup_ratio": 0})
+    floats = _hashes({"num_epochs": 2, "learning_rate": 1.0, "max_grad_norm": 1.0,
+                      "warmup_ratio": 0.0})  # fmt: skip
+    assert ints == floats
+    cell = expand_grid(GridConfig.from_dict(small_grid(training={"learning_rate": 1})))[0]
+    assert type(cell.resolved()["training"]["learning_rate"]) is float
+
+
+def test_rates_are_floats_whatever_the_spelling():
+    assert _hashes({"num_epochs": 2}, rates=[0, 0.05]) == _hashes({"num_epochs": 2})
+
+
+def test_a_float_for_an_int_field_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"training\.num_epochs.*expects int"):
+        GridConfig.from_dict(small_grid(training={"num_epochs": 2.0}))
+
+
+def test_untyped_args_are_hashed_as_written():
+    """Documented (dece.experiments.config): loss args are not typed by the grid."""
+    one = small_grid(losses=[{"name": "dece", "args": {"alpha_base": 1}}])
+    one_f = small_grid(losses=[{"name": "dece", "args": {"alpha_base": 1.0}}])
+    assert not {c.hash for c in expand_grid(GridConfig.from_dict(one))} & {
+        c.hash for c in expand_grid(GridConfig.from_dict(one_f))
+    }
+
+
+# ------------------------------------------------------------------------------ round trips
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_a_shipped_config_keeps_its_hashes_through_a_yaml_round_trip(path):
+    config = load_grid_config(path)
+    cells = expand_grid(config)
+    again = GridConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert [c.hash for c in expand_grid(again)] == [c.hash for c in cells]
+    for cell in cells:  # cell.yaml as the runner writes it, read back
+        recorded = yaml.safe_load(yaml.safe_dump(cell.to_config(), sort_keys=False))
+        assert cell_hash(cell_identity(recorded)) == cell.hash
