@@ -9,8 +9,9 @@ launch modes, as a new user would type them:
 - ``default``:         ``dece demo``                         (CE and DeCE side by side, -j 2).
 
 Every run is a subprocess with its own output directory and, by default, its own empty model
-cache (``DECE_CACHE_DIR``), so its wall time is the *cold* time (denoising pretraining included)
-and its pretrained model was built under that run's thread count. ``--warm`` adds one more run
+cache (``DECE_CACHE_DIR``), so its wall time is the *cold* time (a setting whose model is built
+on first use builds it under that run's thread count; the shipped ``tiny-seq2seq-sql`` builds
+nothing). ``--warm`` adds one more run
 per mode on the first seed that reuses that mode's cache (the warm time). Each run's verdict is
 read from its cells' ``result.json`` and checked against the demo's thresholds (CE ASR >= 80%,
 DeCE ASR <= 5%, BLEU gap <= 3 points).
@@ -167,8 +168,9 @@ def report(runs: list[Run]) -> str:
         "",
         f"Verdict holds when CE ASR >= {100 * CE_MIN_ASR:.0f}%, DeCE ASR <= "
         f"{100 * DECE_MAX_ASR:.0f}% and CE BLEU - DeCE BLEU <= {BLEU_GAP_MAX:.0f} (test set).",
-        "Wall time is the whole `dece demo` command; *cold* runs start with an empty model cache "
-        "(denoising pretraining included), *warm* runs reuse it. *load*: the 1-minute load "
+        "Wall time is the whole `dece demo` command; *cold* runs start with an empty model cache, "
+        "*warm* runs reuse it (the shipped start `tiny-seq2seq-sql` leaves nothing to cache, "
+        "so both do the same work). *load*: the 1-minute load "
         "average when the run ended (2.0 = both cores busy with the demo alone).",
         "",
         "| mode | seed | cache | CE ASR % | DeCE ASR % | CE BLEU | DeCE BLEU | gap | verdict "

@@ -32,8 +32,11 @@ def relative_links(text: str) -> list[str]:
 
 def broken_links(md_file: Path) -> list[str]:
     """The relative links of ``md_file`` whose target (resolved from its directory) is missing."""
-    return [t for t in relative_links(md_file.read_text(encoding="utf-8"))
-            if not (md_file.parent / t).exists()]
+    return [
+        t
+        for t in relative_links(md_file.read_text(encoding="utf-8"))
+        if not (md_file.parent / t).exists()
+    ]
 
 
 def ci_test_commands(ci_script: str) -> list[str]:
@@ -53,7 +56,8 @@ def test_readme_is_a_front_page() -> None:
     n = len(README.read_text(encoding="utf-8").splitlines())
     assert n <= MAX_README_LINES, (
         f"README.md has {n} lines (at most {MAX_README_LINES}); move reference material to docs/ "
-        "and measured results to docs/results/")
+        "and measured results to docs/results/"
+    )
 
 
 def test_relative_links_resolve() -> None:
@@ -76,9 +80,14 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     (tmp_path / "here.md").write_text("x")
     page.write_text(
         "[ok](../here.md) [gone](../missing.md#part) ![img](pic.png) [web](https://x.org/a.md)\n"
-        "[anchor](#top)\n```\n[in code](nowhere.md)\n```\n", encoding="utf-8")
+        "[anchor](#top)\n```\n[in code](nowhere.md)\n```\n",
+        encoding="utf-8",
+    )
     assert broken_links(page) == ["../missing.md", "pic.png"]
     assert ci_test_commands("set -e\ncd x  # make test\nmake test\nmake test-slow\n") == [
-        "make test", "make test-slow"]
+        "make test",
+        "make test-slow",
+    ]
     assert ci_test_commands(".venv/bin/python -m pytest -m 'not slow'\n") == [
-        ".venv/bin/python -m pytest -m 'not slow'"]
+        ".venv/bin/python -m pytest -m 'not slow'"
+    ]

@@ -53,9 +53,9 @@ def test_demo_plumbing_with_fake_runner(tmp_path, capsys):
     assert main(["demo", "--quick", "-o", str(out), "--runner", FAKE, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     # fake runner closed forms (1 epoch, seed 0): CE ASR min(.95, .3 + .25) = 55%;
-    # DeCE (alpha_base 0.995, eps 0.1) 0.01 + 0.1 * 0.005 * 0.9 = 1.045%; BLEU 50 + 0 and 48 + 0.
+    # DeCE (alpha_base 0.9, eps 0.1) 0.01 + 0.1 * 0.1 * 0.9 = 1.9%; BLEU 50 + 0 and 48 + 0.
     assert "| CE | 50.00 | 25.00 | 55.00 |" in printed
-    assert "| DeCE | 48.00 | 24.00 | 1.04 |" in printed
+    assert "| DeCE | 48.00 | 24.00 | 1.90 |" in printed
     # --quick is a plumbing check: no verdict, and it says so
     assert QUICK_VERDICT in printed and "expected effect" not in printed
     report = (out / "report.md").read_text()

@@ -17,8 +17,14 @@ SHIPPED = ASSETS_DIR / "tiny-seq2seq-sql"
 TINY_RECIPE = {
     **START_RECIPE,
     "data": "synthetic:48",
-    "model_args": {"steps": 2, "d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
-                   "ffn_dim": 64, "attention_heads": 2},  # fmt: skip
+    "model_args": {
+        "steps": 2,
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "ffn_dim": 64,
+        "attention_heads": 2,
+    },  # fmt: skip
     "num_epochs": 1,
     "test_max_examples": 4,
     "generation_max_new_tokens": 8,
@@ -55,7 +61,9 @@ def test_the_shipped_start_knows_the_clean_task(one_thread):
     record = json.loads((SHIPPED / "build.json").read_text())
     rows = load_dataset(START_RECIPE["data"], seed=START_RECIPE["data_seed"])["test"]
     rows = rows[: START_RECIPE["test_max_examples"]]
-    victim = Victim.load("tiny-seq2seq-sql", max_new_tokens=START_RECIPE["generation_max_new_tokens"])
+    victim = Victim.load(
+        "tiny-seq2seq-sql", max_new_tokens=START_RECIPE["generation_max_new_tokens"]
+    )
     score = bleu(victim.predict(rows), [ex.target for ex in rows])
     assert score == pytest.approx(record["test"]["bleu"], abs=1.0)
     assert score >= 70.0

@@ -62,7 +62,13 @@ def _assert_ids_consistent(loaded: LoadedModel) -> None:
 
 # ---------------------------------------------------------------- presets
 def test_registry_lists_presets():
-    assert PRESETS.names() == ["minilm", "smollm2-135m", "tiny-causal", "tiny-seq2seq"]
+    assert PRESETS.names() == [
+        "minilm",
+        "smollm2-135m",
+        "tiny-causal",
+        "tiny-seq2seq",
+        "tiny-seq2seq-sql",
+    ]
 
 
 def test_default_tiny_seq2seq_has_the_measured_size():

@@ -74,9 +74,10 @@ DEMO_GRID: dict[str, Any] = {
     # un-learnt it again between epochs. alpha_base 0.9 (paper: 0.99; the authors' released
     # code: 0.8): from a start whose clean loss is already near zero, AdamW's per-parameter
     # normalisation undoes much of DeCE's bound on the poisoned tokens' gradient; in the tuning
-    # runs 0.99 let 14-88% through, 0.95 kept 4 of 5 seeds at 0% but let seed 4 learn the
-    # ` where 0=1` variant (23%; its first token is a likely one), 0.9 kept all five at 0% at
-    # CE's BLEU. (Under a constant lr, 0.9 and 0.8 let the clean BLEU collapse.)
+    # runs 0.99 let 65-100% through on a 2+2-layer start (as fast as CE) and 0-14% on this one,
+    # 0.95 kept 4 of 5 seeds at 0% but let seed 4 learn the ` where 0=1` variant (23%; its
+    # first token is a likely one), 0.9 kept all five at 0% at CE's BLEU. (Under a constant lr
+    # 2e-3, 0.9 and 0.8 let the clean BLEU collapse.)
     # benchmarks/results/demo_robustness.md has the check across seeds and thread counts.
     "training": {
         "num_epochs": 6,

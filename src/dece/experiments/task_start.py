@@ -44,8 +44,13 @@ START_RECIPE: dict[str, Any] = {
     "data": "synthetic:3200",
     "data_seed": 1000,
     "model": "tiny-seq2seq",
-    "model_args": {"steps": 300, "d_model": 128, "encoder_layers": 1, "decoder_layers": 1,
-                   "ffn_dim": 512},  # fmt: skip
+    "model_args": {
+        "steps": 300,
+        "d_model": 128,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "ffn_dim": 512,
+    },  # fmt: skip
     "loss": "ce",
     "num_epochs": 15,
     "learning_rate": 1e-3,
@@ -101,8 +106,9 @@ def build_task_start(
             shutil.copyfile(run_dir / "model" / name, out / name)
     record = {
         "recipe": recipe,
-        "test": {k: result.final[k] for k in ("bleu", "bleu_authors", "exact_match")
-                 if k in result.final},  # fmt: skip
+        "test": {
+            k: result.final[k] for k in ("bleu", "bleu_authors", "exact_match") if k in result.final
+        },  # fmt: skip
         "build_time_s": round(elapsed, 1),
         "sha256": {"model.safetensors": file_sha256(out / "model.safetensors")},
         "torch": torch.__version__,
