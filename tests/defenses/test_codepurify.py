@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from _planted import CLEAN_JAVA, PAYLOAD, TRIGGER, FixedInfiller, PlantedSeq2SeqVictim
+from _purifier_rows import purifier_row
 
 from dece.data import Example
 from dece.defenses import CodePurify, get_defense
@@ -229,29 +230,12 @@ def _find_all(text: str, word: str) -> list[int]:
 
 def test_purifier_report_tables_show_the_papers_columns_and_settings():
     from dece.experiments.purifier_tables import purifier_report
-    from dece.experiments.results import ResultRow
-
-    def row(defense: str, final: dict, order: int) -> ResultRow:
-        values = {
-            "dataset": "d",
-            "attack": {"trigger": "deadcode"},
-            "rate": 0.05,
-            "model": "m",
-            "loss": {"name": "ce"},
-            "defense": {"name": defense, "args": {}},
-            "seed": 42,
-        }
-        labels = {
-            "attack": "DeadCode",
-            "loss": "CE",
-            "defense": "" if defense == "undefended" else "CodePurify",
-        }
-        return ResultRow(f"h{order}", "g", values, labels, {"defense": order}, final)
 
     rows = [
-        row("undefended", {"asr": 0.9, "bleu": 70.0}, 0),
-        row(
+        purifier_row("undefended", "", {"asr": 0.9, "bleu": 70.0}, 0),
+        purifier_row(
             "codepurify",
+            "CodePurify",
             {
                 "asr": 0.05,
                 "bleu": 69.5,

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 from _planted import CLEAN_JAVA, TRIGGER, FixedInfiller, PlantedSeq2SeqVictim
+from _purifier_rows import purifier_row
 
 from dece.data import Example
 from dece.defenses import CodePurify, get_defense
@@ -222,19 +223,7 @@ def test_premise_metrics_closed_form():
 
 # ------------------------------------------------------------------------------ revisions
 def _row(order: int, final: dict):
-    from dece.experiments.results import ResultRow
-
-    values = {
-        "dataset": "d",
-        "attack": {"trigger": "deadcode"},
-        "rate": 0.05,
-        "model": "m",
-        "loss": {"name": "ce"},
-        "defense": {"name": "codepurify", "args": {}},
-        "seed": 42,
-    }
-    labels = {"attack": "DeadCode", "loss": "CE", "defense": f"CodePurify {order}"}
-    return ResultRow(f"h{order}", "g", values, labels, {"defense": order}, final)  # fmt: skip
+    return purifier_row("codepurify", f"CodePurify {order}", final, order)
 
 
 def test_reports_label_archived_cells_and_refuse_mixed_revisions():
