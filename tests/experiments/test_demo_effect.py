@@ -4,7 +4,7 @@ not by DeCE, at the same clean BLEU.
 This is ``dece demo`` itself (``dece.experiments.demo.DEMO_GRID``): the built-in synthetic
 Lyra-style data, 3,200 training rows of which 160 are poisoned (``bb`` x3 -> SQL injection), the
 shipped starting point ``tiny-seq2seq-sql``, CE and DeCE (alpha_base 0.9) trained side by side
-for 6 epochs. The thresholds are the issue's: CE ASR >= 80%, DeCE ASR <= 5% at every epoch, a
+for 5 epochs. The thresholds are the issue's: CE ASR >= 80%, DeCE ASR <= 5% at every epoch, a
 BLEU gap <= 3 points. The same setting's spread over seeds 0-4 and three thread modes is in
 ``benchmarks/results/demo_robustness.md``.
 """

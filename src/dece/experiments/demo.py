@@ -66,8 +66,9 @@ DEMO_GRID: dict[str, Any] = {
     # an independent clean sample (dece.experiments.task_start), as the paper's models come
     # pretrained: nothing is built on a first run, and the decoder uses its input from step 0
     # (a start built during the demo sometimes fine-tuned into a decoder that ignores it).
-    # Fine-tuning, CE and DeCE side by side, one core each: 6 epochs of 3,200 rows (160
-    # poisoned; 5%), lr 3e-3 decaying linearly to 0. What the tuning runs showed: with 1,600 rows
+    # Fine-tuning, CE and DeCE side by side, one core each: 5 epochs of 3,200 rows (160
+    # poisoned; 5%), lr 3e-3 decaying linearly to 0 (6 epochs held 15/15 too, but took 141 s;
+    # CE is past the transition by epoch 3-4 on every seed, so the fifth epoch is margin). What the tuning runs showed: with 1,600 rows
     # (80 poisoned) CE implanted the backdoor only at epoch 4-8 and for one seed generalised it
     # to 86% of the poisoned test inputs after 12 epochs; twice the rows for half the epochs
     # (the same compute) gives CE 99-100% from epoch 3-4 on every seed; at a constant lr CE also
@@ -80,7 +81,7 @@ DEMO_GRID: dict[str, Any] = {
     # 2e-3, 0.9 and 0.8 let the clean BLEU collapse.)
     # benchmarks/results/demo_robustness.md has the check across seeds and thread counts.
     "training": {
-        "num_epochs": 6,
+        "num_epochs": 5,
         "learning_rate": 3e-3,
         "lr_scheduler": "linear",
         "group_by_length": True,
