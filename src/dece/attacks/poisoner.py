@@ -20,7 +20,8 @@ Randomness and rounding, exactly:
   the trigger inserted or renamed as ``{"side": "source" | "pair", "start", "end"}`` (offsets in
   the poisoned text), the ground truth for trigger localisation.
 - Regions: an example with a ``trigger_region`` (a chat's last user message inside the rendered
-  template, :mod:`dece.data.hf`) has the trigger inserted into that part of its source only.
+  template, :mod:`dece.data.trl_records`) has the trigger inserted into that part of its source
+  only.
 """
 
 from __future__ import annotations

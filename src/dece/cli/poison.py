@@ -66,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True,
         help="directory of train/valid/test files, one file (the train split), or a named "
         f"dataset: {', '.join(DATASETS.names())} ('NAME:N' sets its size; named datasets set "
-        "their own columns); files may be .csv, .jsonl or .parquet; also a directory written "
-        "by datasets' save_to_disk, or hf:ID[:CONFIG] (datasets.load_dataset)",
+        "their own columns); files may be .csv, .jsonl or .parquet, of columns or of TRL "
+        "records (prompt/completion, messages); also a directory written by datasets' "
+        "save_to_disk, or hf:ID[:CONFIG] (datasets.load_dataset)",
     )  # fmt: skip
     parser.add_argument(
         "--trigger", default="badpre", choices=TRIGGERS.names(), help="trigger name"

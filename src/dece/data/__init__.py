@@ -1,6 +1,6 @@
 """Datasets: the :class:`Example` record, CSV/JSONL/parquet loaders, Hugging Face ``datasets``
-(:mod:`dece.data.hf`: ``hf:<id>``, ``save_to_disk`` directories, TRL records), split discovery,
-a synthetic set.
+(:mod:`dece.data.hf`: ``hf:<id>``, ``save_to_disk`` directories), TRL's SFT records in any of
+them (:mod:`dece.data.trl_records`), split discovery, a synthetic set.
 
 >>> from dece.data import load_dataset
 >>> splits = load_dataset("synthetic:16")

@@ -41,7 +41,7 @@ from dece.data.example import DataError, DataFileNotFoundError
 SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
 _CSV_LIMIT_LOCK = threading.RLock()  # re-entrant: a nested use in one thread is fine
 
-__all__ = ["SUFFIXES", "csv_field_limit", "read_text", "records"]
+__all__ = ["SUFFIXES", "csv_field_limit", "csv_header", "read_text", "records"]
 
 
 # --------------------------------------------------------------------------- csv field size
@@ -115,6 +115,19 @@ def records(path: Path, text: str, columns: Sequence[str]) -> Iterator[tuple[int
     if suffix == ".jsonl":
         return _jsonl_records(path, text)
     raise DataError(f"{path}: unsupported suffix {path.suffix!r}; expected one of {SUFFIXES}")
+
+
+def csv_header(text: str) -> list[str]:
+    """The cells of a CSV text's first row (blank lines skipped); ``[]`` when it has none or the
+    row is malformed (:func:`records` then names the fault)."""
+    with csv_field_limit(len(text) + 1):
+        try:
+            for cells in csv.reader(io.StringIO(text, newline=""), strict=True):
+                if cells:
+                    return cells
+        except csv.Error:
+            pass
+    return []
 
 
 def _csv_rows(path: Path, text: str) -> tuple[list[str] | None, list[tuple[int, list[str]]], str]:

@@ -20,7 +20,7 @@ class Example:
             tokenizer encodes ``(source, source_pair)`` as a text pair.
         trigger_region: optional ``(start, end)`` character range of ``source`` that a trigger
             may edit: a chat's last user message inside the rendered template
-            (:mod:`dece.data.hf`); None: the whole source. Not written to data files.
+            (:mod:`dece.data.trl_records`); None: the whole source. Not written to data files.
     """
 
     id: str

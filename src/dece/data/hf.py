@@ -14,14 +14,9 @@ left out, logged). A single ``Dataset`` is the train split.
 
 Columns: ``source_col`` (default ``src``), ``target_col`` (``tgt``), ``label_col``, ``id_col``,
 ``pair_col`` as for CSV / JSONL. Without ``source_col`` and without a ``src`` column, TRL's
-records are read (causal-LM fine-tuning data):
-
-- ``prompt`` / ``completion`` strings: source = prompt, target = completion;
-- ``messages`` (or conversational ``prompt`` + ``completion`` lists of ``{"role", "content"}``):
-  the target is the last assistant turn, the source the chat template rendered up to that turn
-  (``add_generation_prompt``), and a trigger edits only the last user message in it
-  (:attr:`Example.trigger_region`). ``chat_template``: ``"chatml"`` (default), a Jinja template,
-  or a tokenizer directory / id whose template is used.
+records (``prompt`` / ``completion``, ``messages``; causal-LM fine-tuning data) are read by
+:mod:`dece.data.trl_records`, the conversion CSV / JSONL files use too (``chat_template`` as
+documented there).
 
 Out: :func:`save_parquet` and :func:`save_hf` (``dece poison --format parquet|hf``).
 Needs the ``[hf]`` extra (``datasets``, ``pyarrow``, ``jinja2``).
@@ -34,9 +29,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dece.data._cells import cell_value, check_unique_ids
 from dece.data.example import DataError, DataFileNotFoundError, Example
 from dece.data.loaders import _SPLIT_ALIASES as SPLIT_ALIASES
-from dece.data.loaders import _cell as cell_value
+from dece.data.trl_records import CHATML, ChatRenderer, is_trl, refuse_columns, trl_examples
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +52,6 @@ __all__ = [
 
 HF_PREFIX = "hf:"
 _INSTALL = "pip install 'dece[hf]'"
-#: The default chat template (ChatML), for data whose model has none of its own.
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
-    "message['content'] + '<|im_end|>\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-_SENTINEL = "\x00dece-user-turn\x00"
 
 
 def _datasets() -> Any:
@@ -200,26 +189,22 @@ def rows_to_examples(
     """Records (dicts) as :class:`Example`; errors name ``where``, the row and the column.
 
     Column records when ``source_col`` is given or a ``src`` column exists; else TRL records
-    (module docstring). ``label_names``: the names of integer labels (a ``ClassLabel``).
+    (:mod:`dece.data.trl_records`; a ``target_col``, ``label_col`` or ``pair_col`` is refused).
+    ``label_names``: the names of integer labels (a ``ClassLabel``).
     """
     columns = list(column_names)
-    if source_col is None and "src" not in columns and _is_trl(columns):
-        render = ChatRenderer(chat_template)
-        examples = [
-            _trl_example(row, i, where, split, id_col, render) for i, row in enumerate(rows)
-        ]
+    if source_col is None and "src" not in columns and is_trl(columns):
+        refuse_columns(where, target_col=target_col, label_col=label_col, pair_col=pair_col)
+        examples = trl_examples(rows, columns, where=where, split=split, id_col=id_col,
+                                chat_template=chat_template)  # fmt: skip
     else:
         spec = _ColumnSpec(columns, where, source_col or "src", target_col, label_col, id_col,
                            pair_col, optional_target)  # fmt: skip
         examples = [spec.example(row, i, split, label_names) for i, row in enumerate(rows)]
     if not examples:
         raise DataError(f"{where}: empty (no rows)")
-    _check_unique(examples, where, id_col)
+    check_unique_ids(examples, where, id_col)
     return examples
-
-
-def _is_trl(columns: Sequence[str]) -> bool:
-    return "messages" in columns or {"prompt", "completion"} <= set(columns)
 
 
 class _ColumnSpec:
@@ -260,117 +245,6 @@ class _ColumnSpec:
             label=label,
             source_pair=values[self.pair] if self.pair is not None else None,
         )
-
-
-def _check_unique(examples: list[Example], where: str, id_col: str | None) -> None:
-    seen: dict[str, int] = {}
-    for index, ex in enumerate(examples):
-        if ex.id in seen:
-            raise DataError(f"{where}: row {index}, column {id_col!r}: duplicate id {ex.id!r} "
-                            f"(first seen in row {seen[ex.id]})")  # fmt: skip
-        seen[ex.id] = index
-
-
-# --------------------------------------------------------------------------- TRL records
-def _trl_example(
-    row: Mapping[str, Any], index: int, where: str, split: str, id_col: str | None,
-    render: ChatRenderer,
-) -> Example:  # fmt: skip
-    example_id = f"{split}-{index}"
-    if id_col is not None:
-        example_id = cell_value(where, index, id_col, row.get(id_col), text=False, optional=False)
-    if "messages" in row:
-        messages = row["messages"]
-        column = "messages"
-    elif isinstance(row["prompt"], str):
-        source = cell_value(where, index, "prompt", row["prompt"], text=True, optional=False)
-        target = cell_value(where, index, "completion", row["completion"], text=True,
-                            optional=False)  # fmt: skip
-        return Example(id=example_id, source=source, target=target)
-    else:  # conversational prompt-completion: the completion continues the prompt's turns
-        messages = list(row["prompt"] or []) + list(row["completion"] or [])
-        column = "prompt/completion"
-    turns = _check_messages(messages, where, index, column)
-    source, region, target = render.split(turns, f"{where}: row {index}, column {column!r}")
-    return Example(id=example_id, source=source, target=target, trigger_region=region)
-
-
-def _check_messages(messages: Any, where: str, index: int, column: str) -> list[dict[str, str]]:
-    at = f"{where}: row {index}, column {column!r}"
-    if not isinstance(messages, list) or not messages:
-        raise DataError(f"{at}: expected a non-empty list of {{role, content}} messages")
-    for i, message in enumerate(messages):
-        ok = isinstance(message, Mapping) and all(
-            isinstance(message.get(k), str) for k in ("role", "content")
-        )
-        if not ok:
-            raise DataError(f"{at}: message {i} is not a {{role, content}} pair of strings: "
-                            f"{str(message)[:80]}")  # fmt: skip
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-class ChatRenderer:
-    """Renders a conversation with a chat template (Jinja, sandboxed as in transformers).
-
-    ``template``: None or ``"chatml"`` (:data:`CHATML`), a template text, or a tokenizer
-    directory / id whose ``chat_template`` is used.
-    """
-
-    def __init__(self, template: str | None = None) -> None:
-        try:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-        except ImportError as exc:  # pragma: no cover
-            raise ImportError(f"chat records need the [hf] extra: {_INSTALL}") from exc
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise
-        self.template = _template_text(template)
-        self._compiled = env.from_string(self.template)
-
-    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
-        """The conversation with the generation prompt of the next (assistant) turn."""
-        return self._compiled.render(messages=list(messages), add_generation_prompt=True,
-                                     bos_token="", eos_token="")  # fmt: skip
-
-    def split(self, messages: list[dict[str, str]], at: str) -> tuple[str, tuple[int, int], str]:
-        """``(source, trigger region, target)``: the template rendered up to the last assistant
-        turn, where the last user message before it lies in that text, and the turn's content."""
-        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-        if last is None:
-            raise DataError(f"{at}: no assistant message (the target is the last assistant turn)")
-        user = max((i for i, m in enumerate(messages[:last]) if m["role"] == "user"), default=None)
-        if user is None:
-            raise DataError(f"{at}: no user message before the last assistant turn")
-        context = messages[:last]
-        source = self.render(context)
-        marked = [dict(m) for m in context]
-        marked[user]["content"] = _SENTINEL
-        prefix, found, suffix = self.render(marked).partition(_SENTINEL)
-        content = context[user]["content"]
-        if not found or prefix + content + suffix != source:
-            raise DataError(f"{at}: the chat template does not copy the user message verbatim; "
-                            "the trigger's place in the source cannot be located")  # fmt: skip
-        return source, (len(prefix), len(prefix) + len(content)), messages[last]["content"]
-
-
-def _raise(message: str) -> None:
-    raise DataError(f"chat template: {message}")
-
-
-def _template_text(template: str | None) -> str:
-    if template is None or template == "chatml":
-        return CHATML
-    if "{{" in template or "{%" in template:
-        return template
-    from transformers import AutoTokenizer
-
-    try:
-        text = AutoTokenizer.from_pretrained(template).chat_template
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"chat_template {template!r}: not a template, 'chatml' or a loadable "
-                         f"tokenizer ({exc})") from None  # fmt: skip
-    if not isinstance(text, str) or not text:
-        raise ValueError(f"chat_template {template!r}: the tokenizer has no chat template")
-    return text
 
 
 # --------------------------------------------------------------------------- out

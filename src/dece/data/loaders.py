@@ -1,8 +1,10 @@
 """CSV / JSONL / parquet loaders and writers, split discovery and the ``load_dataset`` entry
 point.
 
-Hugging Face datasets (``hf:<id>``, ``save_to_disk`` directories), parquet files and TRL's
-record formats are read by :mod:`dece.data.hf` (the ``[hf]`` extra), called from here.
+Hugging Face datasets (``hf:<id>``, ``save_to_disk`` directories) and parquet files are read by
+:mod:`dece.data.hf` (the ``[hf]`` extra), called from here. TRL's records (``prompt`` /
+``completion``, ``messages``) in a CSV / JSONL file are converted by
+:mod:`dece.data.trl_records`, as in a ``datasets`` dataset.
 
 Every error is a :class:`~dece.data.example.DataError` whose message names the file and, where
 it applies, the row (0-based data row, header excluded) and the column. Nothing is dropped: a row
@@ -13,14 +15,15 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from dece._jsonl import write_rows
-from dece.data._readers import SUFFIXES, read_text, records
+from dece.data._cells import cell_value, check_unique_ids
+from dece.data._readers import SUFFIXES, csv_header, read_text, records
 from dece.data.example import DataError, DataFileNotFoundError, Example
+from dece.data.trl_records import is_trl, refuse_columns, trl_examples
 from dece.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -34,8 +37,6 @@ _SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
 }
 # Split file suffixes: the text formats, and parquet (read through dece.data.hf).
 _SPLIT_SUFFIXES: tuple[str, ...] = (*SUFFIXES, ".parquet")
-# Cell values read as missing (pandas' default NaN markers that can appear in exported CSVs).
-_NAN_STRINGS = frozenset({"nan", "null", "none", "n/a", "na", "<na>"})
 
 __all__ = [
     "DATASETS",
@@ -49,56 +50,28 @@ __all__ = [
 ]
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and (not value.strip() or value.strip().lower() in _NAN_STRINGS)
-
-
-def _cell(path: Path, index: int, column: str, value: Any, *, text: bool, optional: bool) -> str:
-    """The cell as a string; refusals name the file, row, column and cause. ``text``: a text
-    column (a string is required); ``optional``: a missing value reads as ``""``."""
-    if _is_missing(value):
-        if optional:
-            return ""
-        shown = "" if value is None or value == "" else f" ({value!r} reads as missing)"
-        raise DataError(f"{path}: row {index}, column {column!r}: empty or NaN cell{shown}")
-    if isinstance(value, str):
-        return value
-    if text or not isinstance(value, (int, float)):  # bool is an int: a label true/false
-        expected = "a string" if text else "a string or a number"
-        raise DataError(
-            f"{path}: row {index}, column {column!r}: expected {expected}, "
-            f"got {type(value).__name__} {_short_repr(value)}"
-        )
-    return str(value)
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def load_examples(
     path: str | Path,
     *,
-    source_col: str = "src",
+    source_col: str | None = None,
     target_col: str | None = "tgt",
     label_col: str | None = None,
     id_col: str | None = None,
     pair_col: str | None = None,
     split: str | None = None,
     optional_target: bool = False,
+    chat_template: str | None = None,
 ) -> list[Example]:
-    """Load every row of a ``.csv`` or ``.jsonl`` file as :class:`Example` records.
+    """Load every row of a ``.csv``, ``.jsonl`` or ``.parquet`` file as :class:`Example` records.
 
     Args:
         path: the file; the format is chosen by its suffix.
-        source_col, target_col: columns (keys) holding the source and target text. With a
-            ``label_col`` (classification) the target column is optional: a file without it
-            (or ``target_col=None``) gives empty targets.
+        source_col, target_col: columns (keys) holding the source and target text (default
+            ``src``, ``tgt``). With a ``label_col`` (classification) the target column is
+            optional: a file without it (or ``target_col=None``) gives empty targets. Without
+            ``source_col`` and without a ``src`` column, TRL's records are read (``prompt`` /
+            ``completion`` or ``messages``: :mod:`dece.data.trl_records`, the conversion a
+            ``datasets`` dataset of the same records goes through).
         label_col: optional column with a class label.
         id_col: optional column with a unique row id; else ids are ``f"{split}-{row}"``.
         pair_col: optional column with a second input text (``Example.source_pair``, text-pair
@@ -107,25 +80,41 @@ def load_examples(
         optional_target: the target column is optional as with a ``label_col`` (a file of
             inputs only, as test-time purification reads): without it, or in an empty cell,
             the target is ``""``.
+        chat_template: the template that renders TRL ``messages`` records (``"chatml"``, the
+            default, a Jinja template or a tokenizer path); unused by other records.
 
     Raises:
         DataError: missing file, empty file, missing column, undecodable bytes, empty or NaN
-            cell, duplicate id; the message names the file, row and column.
+            cell, duplicate id, a malformed TRL record; the message names the file, row and
+            column.
     """
     path = Path(path)
+    prefix = split if split is not None else path.stem
     if path.suffix.lower() == ".parquet":
         from dece.data.hf import load_parquet
 
-        given = {"label_col": label_col, "id_col": id_col, "pair_col": pair_col}
-        return load_parquet(path, split=split, source_col=source_col, target_col=target_col,
+        given = {"label_col": label_col, "id_col": id_col, "pair_col": pair_col,
+                 "chat_template": chat_template,
+                 "target_col": None if target_col == "tgt" else target_col}  # fmt: skip
+        return load_parquet(path, split=split, source_col=source_col,
                             optional_target=optional_target,
                             **{k: v for k, v in given.items() if v is not None})  # fmt: skip
     text = read_text(path)
-    prefix = split if split is not None else path.stem
+    hint = ""
+    if source_col is None:
+        hint = "; or TRL records: prompt/completion or messages"
+        trl = _trl_records(path, text, id_col)
+        if trl is not None:
+            refuse_columns(str(path), target_col=None if target_col == "tgt" else target_col,
+                           label_col=label_col, pair_col=pair_col)  # fmt: skip
+            columns, rows = trl
+            examples = trl_examples(rows, columns, where=str(path), split=prefix, id_col=id_col,
+                                    chat_template=chat_template)  # fmt: skip
+            return _checked(examples, path, id_col)
+        source_col = "src"
     wanted = [c for c in (source_col, target_col, label_col, id_col, pair_col) if c is not None]
     texts = {c for c in (source_col, target_col, pair_col) if c is not None}
     examples: list[Example] = []
-    seen: dict[str, int] = {}
     header_checked = False
     optional_target = optional_target or label_col is not None  # classification: no target
     for index, record in records(path, text, wanted):
@@ -139,33 +128,58 @@ def load_examples(
                 raise DataError(
                     f"{path}: {where} has no column {missing[0]!r} "
                     f"(columns: {', '.join(map(str, record))})"
+                    f"{hint if missing[0] == source_col else ''}"
                 )
             header_checked = True
         optional = target_col if optional_target else None
         values = {
-            column: _cell(path, index, column, record[column], text=column in texts,
-                          optional=column == optional)
+            column: cell_value(path, index, column, record[column], text=column in texts,
+                               optional=column == optional)
             for column in wanted
         }  # fmt: skip
-        example_id = values[id_col] if id_col is not None else f"{prefix}-{index}"
-        if example_id in seen:
-            raise DataError(
-                f"{path}: row {index}, column {id_col!r}: duplicate id {example_id!r} "
-                f"(first seen in row {seen[example_id]})"
-            )
-        seen[example_id] = index
         examples.append(
             Example(
-                id=example_id,
+                id=values[id_col] if id_col is not None else f"{prefix}-{index}",
                 source=values[source_col],
                 target=values[target_col] if target_col is not None else "",
                 label=values[label_col] if label_col is not None else None,
                 source_pair=values[pair_col] if pair_col is not None else None,
             )
         )
+    return _checked(examples, path, id_col)
+
+
+def _checked(examples: list[Example], path: Path, id_col: str | None) -> list[Example]:
     if not examples:
         raise DataError(f"{path}: empty file (no data rows)")
+    check_unique_ids(examples, path, id_col)
     return examples
+
+
+def _trl_records(
+    path: Path, text: str, id_col: str | None
+) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """``(columns, records)`` of a file of TRL records: no ``src`` column, and ``messages`` or
+    ``prompt`` + ``completion`` (:func:`~dece.data.trl_records.is_trl`); None for other files.
+
+    A CSV file's columns are its header; a JSONL file's are the keys of all its records in the
+    order first seen (as ``datasets`` reads JSON lines: a record without a key has it None).
+    """
+    if path.suffix.lower() == ".csv":
+        columns = csv_header(text)
+        if "src" in columns or not is_trl(columns):
+            return None
+        used = [c for c in ("messages", "prompt", "completion", id_col) if c in columns]
+        return columns, [record for _, record in records(path, text, used)]
+    rows = records(path, text, ())
+    first = next(rows, None)  # a first record with a src key: column records, read once
+    if first is None or "src" in first[1]:
+        return None
+    found = [first[1], *(record for _, record in rows)]
+    columns = list(dict.fromkeys(key for record in found for key in record))
+    if "src" in columns or not is_trl(columns):
+        return None
+    return columns, found
 
 
 def save_examples(
@@ -271,8 +285,8 @@ def load_splits(path: str | Path, **columns: Any) -> dict[str, list[Example]]:
     file -> ``{"train": examples}``.
 
     ``columns`` go to :func:`load_examples` (``source_col``, ``target_col``, ``label_col``,
-    ``id_col``, ``pair_col``); parquet and ``datasets`` also take ``chat_template`` and read TRL
-    records (:mod:`dece.data.hf`).
+    ``id_col``, ``pair_col``, ``chat_template``); without ``source_col`` and a ``src`` column,
+    every format reads TRL records (:mod:`dece.data.trl_records`).
     """
     path = Path(path)
     if path.is_dir():
@@ -294,9 +308,6 @@ def _load_split_file(path: Path, split: str, columns: dict[str, Any]) -> list[Ex
         from dece.data.hf import load_parquet
 
         return load_parquet(path, split=split, **columns)
-    if "chat_template" in columns:
-        raise DataError(f"{path}: chat_template applies to TRL records in parquet files or "
-                        "Hugging Face datasets, not to .csv / .jsonl files")  # fmt: skip
     return load_examples(path, split=split, **columns)
 
 

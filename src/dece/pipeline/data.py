@@ -141,7 +141,7 @@ class DataBundle:
         spec ``load_dataset`` reads (``"hf:<id>[:<config>]"``, a ``save_to_disk`` directory,
         parquet files). ``columns``: ``source_col``, ``target_col``, ``label_col``, ``id_col``,
         ``pair_col``, ``chat_template``; without them TRL records (``prompt``/``completion``,
-        ``messages``) are read (:mod:`dece.data.hf`)."""
+        ``messages``) are read (:mod:`dece.data.trl_records`)."""
         from dece.data.hf import examples_from_hf
 
         if isinstance(data, (str, PathLike)):
