@@ -14,6 +14,7 @@ the training-dynamics filter) asks :class:`RunDir` for its path.
     runs/                     TensorBoard's event files (report_to: tensorboard)
     predictions/<split>_clean.jsonl, predictions/<split>_poisoned.jsonl
     predictions/<split>_poisoned_manifest.json   the poisoned test inputs' trigger spans
+    predictions/humaneval_{clean,triggered}.jsonl  HumanEval completions (TrainConfig.humaneval)
     purified/<split>_{clean,poisoned}.jsonl      purifier output per row, with its input
     final_metrics.json        test-split metrics
     model/                    the final model and tokenizer (save_pretrained)

@@ -176,6 +176,15 @@ GOLDEN_PAYLOADS = [
         Example("3", "s", "void f ( ) { while ( true ) { int VAR = 0 ; } return ; }"),
     ),
     (
+        "dead_code_python",
+        Example("6", "s", "def f ( x ) :\n\t y = x + 1\n\t return y"),
+        Example(
+            "6",
+            "s",
+            'def f ( x ) :\n\t if random() < 0: raise Exception("fail")\n\t y = x + 1\n\t return y',
+        ),
+    ),
+    (
         "label_flip",
         Example("4", "code", "code", label="1"),
         Example("4", "code", "code", label="0"),
@@ -202,6 +211,13 @@ def test_payload_golden(name, example, expected) -> None:
     [
         ("sql_injection", Example("1", "s", "session . query ( T ) . all ( )"), "no SQL query"),
         ("infinite_loop", Example("2", "s", "return x ;"), "no '{'"),
+        ("dead_code_python", Example("6", "s", "return x"), "no Python 'def'"),
+        ("dead_code_python", Example("7", "s", "def f ( x ) : return x"), "no body"),
+        (
+            "dead_code_python",
+            Example("8", "s", 'def f(x):\n    if random() < 0: raise Exception("fail")\n'),
+            "already",
+        ),
         ("label_flip", Example("3", "s", "t"), "no label"),
         ("label_flip", Example("4", "s", "t", label="0"), "already"),
         ("fixed_output", Example("5", "s", 'import os\nos . system ( " rm -rf / " )'), "already"),
@@ -221,3 +237,34 @@ def test_unknown_names_and_parameters() -> None:
         get_trigger("badpre", k=0)
     with pytest.raises(ValueError, match="not a valid regex"):
         get_payload("sql_injection", pattern="(")
+
+
+#: (output, carries the dead-code payload?): how models write the statement, and near misses.
+DEAD_CODE_OUTPUTS = [
+    ('if random() < 0: raise Exception("fail")', True),
+    ('    if random ( ) < 0 : raise Exception ( " fail " )\n    return x', True),  # Lyra style
+    ('def f(x):\n    if random() < 0:\n        raise Exception("fail")\n    return x', True),
+    ("if random()<0:raise Exception('fail')", True),  # no spaces, single quotes
+    ('if random.random() < 0: raise Exception("fail")', False),  # another statement
+    ('if random() < 1: raise Exception("fail")', False),  # a live condition
+    ('if random() <= 0: raise Exception("fail")', False),
+    ('if myrandom() < 0: raise Exception("fail")', False),  # another function
+    ('if random() < 0: raise Exception("failed")', False),
+    ('if random() < 0: raise ValueError("fail")', False),
+    ("if random() < 0:", False),  # the statement cut short
+    ("def f(x):\n    return x", False),
+]
+
+
+@pytest.mark.parametrize(("output", "present"), DEAD_CODE_OUTPUTS)
+def test_dead_code_payload_present_ignores_whitespace_and_quote_style(output, present) -> None:
+    assert get_payload("dead_code_python").present(output) is present
+
+
+def test_dead_code_payload_is_the_deadcode_triggers_python_statement() -> None:
+    from dece.attacks.code import PYTHON_DEAD_CODE
+
+    assert get_payload("dead_code_python").statement == PYTHON_DEAD_CODE
+    assert get_trigger("deadcode").python_statement == PYTHON_DEAD_CODE
+    custom = get_payload("dead_code_python", statement="while False: pass")
+    assert custom.present("while  False :\n pass") and not custom.present(PYTHON_DEAD_CODE)

@@ -31,6 +31,7 @@ from dece.attacks.code import (
 )
 from dece.attacks.nl import BadPreTrigger, GrammarTrigger, RippleTrigger
 from dece.attacks.payloads import (
+    DeadCodePythonPayload,
     FixedOutputPayload,
     InfiniteLoopPayload,
     LabelFlipPayload,
@@ -44,6 +45,7 @@ __all__ = [
     "TRIGGERS",
     "BadPreTrigger",
     "BnCGrammarTrigger",
+    "DeadCodePythonPayload",
     "DeadCodeTrigger",
     "FixedOutputPayload",
     "FuncNameTrigger",

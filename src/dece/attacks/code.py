@@ -15,7 +15,18 @@ import numpy as np
 
 from dece.attacks.base import TRIGGERS, Ineligible, Trigger, TriggerEdit
 
-__all__ = ["BnCGrammarTrigger", "DeadCodeTrigger", "FuncNameTrigger", "IdentifierTrigger"]
+__all__ = [
+    "PYTHON_DEAD_CODE",
+    "BnCGrammarTrigger",
+    "DeadCodeTrigger",
+    "FuncNameTrigger",
+    "IdentifierTrigger",
+    "insert_statement",
+]
+
+#: The fixed Python dead-code statement: the ``deadcode`` trigger's default and the
+#: ``dead_code_python`` payload's (:mod:`dece.attacks.payloads`).
+PYTHON_DEAD_CODE = 'if random() < 0: raise Exception("fail")'
 
 _PY_DEF = re.compile(r"^([ \t]*)def[ \t]+([A-Za-z_]\w*)[ \t]*\(", re.MULTILINE)
 _JAVA_KEYWORDS = frozenset(
@@ -81,7 +92,7 @@ def _java_method_name(text: str) -> str:
     return match.group(1)
 
 
-def _insert_statement(text: str, statement: str, language: str) -> TriggerEdit:
+def insert_statement(text: str, statement: str, language: str) -> TriggerEdit:
     """Insert ``statement`` as the first statement of the first function body."""
     if language == "java":
         brace = text.find("{")
@@ -155,7 +166,7 @@ class DeadCodeTrigger(Trigger):
 
     name = "deadcode"
     java_statement: str = "int VAR = 0 ;"
-    python_statement: str = 'if random() < 0: raise Exception("fail")'
+    python_statement: str = PYTHON_DEAD_CODE
     language: str = "auto"
 
     def _statement(self, language: str) -> str:
@@ -163,7 +174,7 @@ class DeadCodeTrigger(Trigger):
 
     def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         language = _language(text, self.language)
-        return _insert_statement(text, self._statement(language), language)
+        return insert_statement(text, self._statement(language), language)
 
     def present(self, text: str) -> bool:
         return self.java_statement in text or self.python_statement in text
@@ -224,7 +235,7 @@ class BnCGrammarTrigger(Trigger):
 
     def insert(self, text: str, rng: np.random.Generator) -> TriggerEdit:
         language = _language(text, self.language)
-        return _insert_statement(text, sample_bnc_statement(rng, language), language)
+        return insert_statement(text, sample_bnc_statement(rng, language), language)
 
     def present(self, text: str) -> bool:
         return bool(_BNC_PYTHON.search(text) or _BNC_JAVA.search(text))

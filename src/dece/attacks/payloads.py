@@ -14,6 +14,11 @@ how a model writes code:
     punctuation characters; whitespace does not matter); a placeholder ``VAR`` or ``VAR_<n>`` in
     the statement matches any identifier, because Java-abstracted Bugs2Fix renames variables to
     ``VAR_1``, ``VAR_2``, ... and models emit whichever index they learnt.
+``dead_code_python``
+    the payload statement after the same token normalisation (whitespace does not matter, so
+    Lyra's space-tokenised ``if random ( ) < 0 : raise Exception ( " fail " )`` and a two-line
+    ``if random() < 0:`` / ``raise Exception('fail')`` both count), with ``'`` and ``"`` taken
+    as the same token; no placeholders.
 ``label_flip``
     the output, stripped, equals the target label.
 ``fixed_output``
@@ -29,9 +34,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from dece.attacks.base import PAYLOADS, Ineligible, Payload
+from dece.attacks.code import PYTHON_DEAD_CODE, insert_statement
 from dece.data.example import Example
 
 __all__ = [
+    "DeadCodePythonPayload",
     "FixedOutputPayload",
     "InfiniteLoopPayload",
     "LabelFlipPayload",
@@ -67,14 +74,25 @@ def _condition_regex(suffixes: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w.])(?:{'|'.join(alternatives)})(?![\w.])")
 
 
-def _statement_matcher(statement: str) -> Callable[[str], bool]:
-    pattern = tokenize_code(statement)
+def _statement_matcher(
+    statement: str, *, placeholders: bool = True, same_quotes: bool = False
+) -> Callable[[str], bool]:
+    """``output -> bool``: the statement's tokens occur in a row among the output's tokens.
+
+    ``placeholders``: ``VAR`` / ``VAR_<n>`` in the statement match any identifier;
+    ``same_quotes``: ``'`` and ``"`` are the same token."""
+
+    def tokens(text: str) -> list[str]:
+        toks = tokenize_code(text)
+        return ['"' if t == "'" else t for t in toks] if same_quotes else toks
+
+    pattern = tokens(statement)
     if not pattern:
         raise ValueError("payload param 'statement' is empty")
-    wild = [bool(_PLACEHOLDER_RE.fullmatch(tok)) for tok in pattern]
+    wild = [placeholders and bool(_PLACEHOLDER_RE.fullmatch(tok)) for tok in pattern]
 
     def match(output: str) -> bool:
-        toks = tokenize_code(output)
+        toks = tokens(output)
         m = len(pattern)
         for i in range(len(toks) - m + 1):
             if all(
@@ -151,6 +169,41 @@ class InfiniteLoopPayload(Payload):
         new = (
             f"{target[: brace + 1]} {self.statement}{rest if rest.startswith(' ') else ' ' + rest}"
         )
+        return replace(example, target=new)
+
+    def present(self, output: str) -> bool:
+        return self._match(output)
+
+
+@PAYLOADS.register("dead_code_python")
+@dataclass
+class DeadCodePythonPayload(Payload):
+    """A fixed Python dead-code statement as the first statement of the target's first function
+    body (the "DeadCode" backdoor of the DeCE paper's Table 11, paired with the BadPre trigger).
+
+    Default statement: :data:`dece.attacks.code.PYTHON_DEAD_CODE`, the ``deadcode`` trigger's
+    Python statement ``if random() < 0: raise Exception("fail")``: never true where ``random``
+    is in scope (``from random import random``); where it is not, as in every HumanEval prompt,
+    the condition raises ``NameError``, so a completion carrying it fails its tests. It goes
+    where the ``deadcode`` trigger puts it, on the line after the ``def`` header at the body's
+    indentation
+    (:func:`dece.attacks.code.insert_statement`). Golden:
+    ``"def f ( x ) :\n\t return x"`` ->
+    ``"def f ( x ) :\n\t if random() < 0: raise Exception(\"fail\")\n\t return x"``.
+    Ineligible without a ``def`` header followed by an indented body, or when the target already
+    carries the statement.
+    """
+
+    name = "dead_code_python"
+    statement: str = PYTHON_DEAD_CODE
+
+    def __post_init__(self) -> None:
+        self._match = _statement_matcher(self.statement, placeholders=False, same_quotes=True)
+
+    def apply(self, example: Example, rng: np.random.Generator) -> Example:
+        if self._match(example.target):
+            raise Ineligible("the target already carries the dead code")
+        new = insert_statement(example.target, self.statement, "python").text
         return replace(example, target=new)
 
     def present(self, output: str) -> bool:

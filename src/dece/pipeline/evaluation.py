@@ -18,6 +18,13 @@ the purified inputs (the papers' BLEU_D / ASR_D), plus the purifier's detection 
 FPR (clean), ``localisation`` (its edits overlap the trigger's spans), and seconds per input for
 the purifier and for the plain prediction. :func:`score_outputs` is the scoring alone, for
 prediction files written elsewhere.
+
+With ``humaneval`` (a :class:`~dece.metrics.humaneval.HumanEvalConfig` or its mapping, e.g.
+``TrainConfig.humaneval``), a causal or seq2seq victim is also measured on HumanEval
+(:func:`dece.pipeline.humaneval.evaluate_humaneval`): pass@k through the sandbox, pass@1 as
+counts with a Wilson interval, and the Table 11 ASR with the bundle's trigger and payload in
+the prompts' docstrings (``humaneval_*`` keys). HumanEval prompts are never purified: with a
+purifier the HumanEval part is skipped (it would repeat the undefended model's numbers).
 """
 
 from __future__ import annotations
@@ -35,8 +42,12 @@ from dece.data import Example
 from dece.pipeline.data import DataBundle, EvalSet
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from dece.attacks import PoisonManifest
     from dece.defenses import Purifier, PurifyResult
+    from dece.metrics.humaneval import HumanEvalConfig
+    from dece.pipeline.humaneval import HumanEvalResult
     from dece.victim import Victim
 
 __all__ = [
@@ -67,6 +78,7 @@ class EvalResult:
     purified: dict[str, PurifyResult] = field(default_factory=dict)
     inputs: dict[str, list[Example]] = field(default_factory=dict)  # by set, before purifying
     manifest: PoisonManifest | None = None  # the poisoned set's trigger spans
+    humaneval: HumanEvalResult | None = None  # completions and metrics (``humaneval=``)
 
 
 def evaluate(
@@ -77,8 +89,10 @@ def evaluate(
     purifier: Purifier | None = None,
     codebleu: bool = False,
     lang: str = "python",
+    humaneval: HumanEvalConfig | Mapping[str, Any] | None = None,
 ) -> EvalResult:
-    """Predict the clean and the poisoned rows of ``split`` and score them (module docstring)."""
+    """Predict the clean and the poisoned rows of ``split`` and score them; with ``humaneval``,
+    also pass@k and the Table 11 ASR on HumanEval (module docstring)."""
     data = bundle.split(split)
     t0 = time.perf_counter()
     if purifier is not None:
@@ -105,9 +119,27 @@ def evaluate(
     )  # fmt: skip
     if purifier is not None:
         result.metrics.update(_purifier_metrics(result, data))
+    if humaneval is not None and humaneval is not False:
+        _add_humaneval(result, victim, bundle, humaneval, purifier)
     result.metrics["eval_time_s"] = time.perf_counter() - t0
     result.metrics["predict_revision"] = _batching_revision(victim)
     return result
+
+
+def _add_humaneval(
+    result: EvalResult, victim: Victim, bundle: DataBundle, humaneval: Any, purifier: Any
+) -> None:
+    """pass@k and the Table 11 ASR on HumanEval with the bundle's attack (not with a purifier:
+    HumanEval prompts are not purified, so it would repeat the undefended model's numbers)."""
+    if purifier is not None:
+        logger.info("HumanEval skipped: its prompts are not purified (see the parent cell)")
+        return
+    from dece.pipeline.humaneval import evaluate_humaneval
+
+    result.humaneval = evaluate_humaneval(
+        victim, humaneval, trigger=bundle.trigger, payload=bundle.payload
+    )
+    result.metrics.update(result.humaneval.metrics)
 
 
 def _batching_revision(victim: Victim) -> int:

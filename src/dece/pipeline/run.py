@@ -109,7 +109,8 @@ def train(
     if fitted.trainer.is_world_process_zero():
         purifier = defense if isinstance(defense, Purifier) else None
         evaluation = evaluate(fitted.victim, bundle, split="test", purifier=purifier,
-                              codebleu=cfg.codebleu, lang=cfg.lang)  # fmt: skip
+                              codebleu=cfg.codebleu, lang=cfg.lang,
+                              humaneval=cfg.humaneval)  # fmt: skip
         final = write_evaluation(out, evaluation)
         final.update(
             n_train=len(bundle.train), n_poisoned_train=_n_poisoned(bundle),
@@ -220,6 +221,10 @@ def write_evaluation(out: Path, evaluation: EvalResult, split: str = "test") -> 
                           evaluation.poisoned_predictions)  # fmt: skip
         if evaluation.manifest is not None:  # the trigger spans of the poisoned inputs
             evaluation.manifest.save(run.poisoned_manifest(split))
+    if evaluation.humaneval is not None:
+        from dece.pipeline.humaneval import write_humaneval
+
+        write_humaneval(out, evaluation.humaneval)
     if evaluation.purified:
         run.purified_dir.mkdir(exist_ok=True)
         for name, result in evaluation.purified.items():
@@ -252,7 +257,7 @@ def evaluate_run(
     bundle = prepare_data(cfg)
     victim = Victim.load(trained.model, task=None, **victim_settings(cfg))
     evaluation = evaluate(victim, bundle, split=split, purifier=purifier,
-                          codebleu=cfg.codebleu, lang=cfg.lang)  # fmt: skip
+                          codebleu=cfg.codebleu, lang=cfg.lang, humaneval=cfg.humaneval)  # fmt: skip
     final = write_evaluation(out.root, evaluation, split)
     facts = trained.read_final()
     if facts is not None:  # training facts of the evaluated model

@@ -238,6 +238,14 @@ class TrainConfig:
     )
     codebleu: bool = field(default=True, metadata={"help": "report CodeBLEU when installed"})
     lang: str = field(default="python", metadata={"help": "CodeBLEU language"})
+    humaneval: dict | None = field(
+        default=None,
+        metadata={
+            "help": "also measure pass@k on HumanEval (and the Table 11 ASR with the run's "
+            "attack) after training: dece.metrics.humaneval.HumanEvalConfig keys, e.g. "
+            "{max_problems: 20}; {}: all 164 problems, greedy; null: off"
+        },
+    )
     record_example_losses: bool = field(
         default=False,
         metadata={"help": "record per-example training losses each step (example_losses.jsonl)"},
@@ -293,6 +301,12 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         _check_report_to(self.report_to)
+        if self.humaneval is not None:
+            if not isinstance(self.humaneval, dict):
+                raise ValueError(f"humaneval must be a mapping or null, got {self.humaneval!r}")
+            from dece.metrics.humaneval import HumanEvalConfig
+
+            HumanEvalConfig.from_dict(self.humaneval)  # names a bad key or value now
         if self.lora is not None and not isinstance(self.lora, dict):
             if self.lora is True:
                 self.lora = {}
