@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from crash_runner import LOG_ENV, SPEC, read_calls
+from crash_runner import GATE_ENV, HOLD_ENV, LOG_ENV, SPEC, read_calls
 from test_run_cli import _dece, _grid, _state
 
 from dece.cli import main
@@ -42,10 +42,26 @@ GONE_WITHIN_S = 5.0  # a worker that is running a cell
 BOOTING_GONE_WITHIN_S = 90.0
 
 
-def _env(log: Path, epoch_s: str | None) -> dict[str, str]:
+def _env(log: Path, epoch_s: str | None, hold: tuple[int, Path] | None = None) -> dict[str, str]:
+    """The cell runner's environment; ``hold`` = (N, gate): calls N and later stop mid-cell until
+    the gate file appears (:mod:`crash_runner`)."""
     path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
     env = {"PYTHONPATH": path, LOG_ENV: str(log), "DECE_FAKE_EPOCH_SECONDS": epoch_s or "0"}
+    if hold is not None:
+        env.update({HOLD_ENV: str(hold[0]), GATE_ENV: str(hold[1])})
     return env
+
+
+def _wait_until(
+    predicate, proc: subprocess.Popen, what: str, within_s: float = 600.0, poll_s: float = 0.05
+) -> None:
+    """Bounded poll: ``predicate()`` becomes true while ``proc`` lives, within ``within_s`` (a
+    generous bound: a loaded machine takes long to start the workers, which import torch)."""
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"timed out after {within_s} s waiting for {what}"
+        time.sleep(poll_s)
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:
@@ -115,7 +131,7 @@ def _resume_and_check(config_path: Path, out: Path, log: Path, env: dict[str, st
     n_calls = len(read_calls(log))
     rerun = _dece(["run", str(config_path), "-o", str(out), "-j", "2", "--no-progress",
                    "--runner", SPEC], env=env)  # fmt: skip
-    stdout, stderr = rerun.communicate(timeout=180)
+    stdout, stderr = rerun.communicate(timeout=600)  # generous: -j 2 imports torch twice
     assert rerun.returncode == 0, stderr
     assert f"{len(expected) - len(done)} run, {len(done)} already done" in stdout
     resumed = [h for h, _ in read_calls(log)[n_calls:]]
@@ -138,33 +154,28 @@ def test_kill_9_of_parallel_runner_mid_run_kills_workers_and_resumes_cleanly(tmp
     out, log = tmp_path / "runs", tmp_path / "calls.log"
     expected = {c.hash for c in expand_grid(load_grid_config(config_path))}
     assert len(expected) == 8
+    gate = tmp_path / "gate"  # the first two calls finish; the next ones stop mid-cell
     proc = _dece(["run", str(config_path), "-o", str(out), "-j", "2", "--no-progress",
-                  "--runner", SPEC], env=_env(log, "0.4"))  # fmt: skip
-    deadline = time.monotonic() + 180
-    try:
-        while time.monotonic() < deadline:  # >= 2 cells finished, both workers mid-cell
-            done, partial = _state(out) if out.exists() else (set(), set())
-            if len(done) >= 2 and len(partial) >= 2:
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the grid never reached a state with two cells mid-run")
+                  "--runner", SPEC], env=_env(log, None, hold=(2, gate)))  # fmt: skip
+    try:  # a stable state, not a window: 2 cells finished, both workers held mid-cell
+        _wait_until(lambda: out.exists() and tuple(map(len, _state(out))) == (2, 2), proc,
+                    "two cells finished and two mid-run")  # fmt: skip
+        done, partial = _state(out)
         workers = _spawned_children(proc.pid)
         running = {pid for h, pid in read_calls(log) if h in partial}
     finally:
         _kill_main_only(proc)
-    assert len(workers) == 2 and running <= set(workers), (workers, running)
+    assert len(workers) == 2 and running == set(workers), (workers, running)
 
     # (a) no process of the run survives the main one (the pool's workers, its resource
     # tracker): checked from outside, by process group.
     alive = _wait_all_gone(proc.pid)
     assert not alive, f"still running {GONE_WITHIN_S}s after kill -9 of the runner: {alive}"
-    # ... and nothing writes into the grid after the kill: a live orphan would append epochs
-    # (0.4 s each) or finish its cell within this wait.
-    done, partial = _state(out)
-    assert len(done) >= 2 and len(partial) >= 2 and len(done) < len(expected)
+    # ... and nothing writes into the grid after the kill: the gate opens, so a live orphan
+    # would write its cell's files at once (within a 0.02 s poll) and finish it.
+    assert _state(out) == (done, partial) and len(done) < len(expected)
     snapshot = _snapshot(out)
+    gate.touch()
     time.sleep(1.5)
     assert _snapshot(out) == snapshot
     assert _state(out) == (done, partial)
@@ -181,12 +192,8 @@ def test_kill_9_while_workers_start_leaves_no_orphan(tmp_path):
     out, log = tmp_path / "runs", tmp_path / "calls.log"
     proc = _dece(["run", str(config_path), "-o", str(out), "-j", "2", "--no-progress",
                   "--runner", SPEC], env=_env(log, "0.4"))  # fmt: skip
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and not _spawned_children(proc.pid):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.005)
-        assert _spawned_children(proc.pid), "no worker was ever started"
+    try:  # kill as soon as a worker exists: its set-up (after importing torch) has not run
+        _wait_until(lambda: _spawned_children(proc.pid), proc, "a worker to start", poll_s=0.005)
     finally:
         _kill_main_only(proc)
     alive = _wait_all_gone(proc.pid, BOOTING_GONE_WITHIN_S)

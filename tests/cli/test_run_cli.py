@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import yaml
+from crash_runner import GATE_ENV, HOLD_ENV, LOG_ENV, SPEC
 
 from dece.cli import main
 from dece.experiments import expand_grid, load_grid_config
@@ -66,18 +67,19 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_one_result_per_cell(tmp_path):
     expected = {c.hash for c in expand_grid(load_grid_config(config_path))}
     assert len(expected) == 8
 
-    proc = _dece(["run", str(config_path), "-o", str(out), "--no-progress"],
-                 env={"DECE_FAKE_EPOCH_SECONDS": "0.4"})  # fmt: skip
-    deadline = time.monotonic() + 120
+    # the crash tests' runner: the first two cells finish, the third stops mid-cell (a stable
+    # state to kill in, not a timed window)
+    path = [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]
+    env = {"PYTHONPATH": os.pathsep.join(p for p in path if p), LOG_ENV: str(tmp_path / "log"),
+           HOLD_ENV: "2", GATE_ENV: str(tmp_path / "gate")}  # fmt: skip
+    proc = _dece(["run", str(config_path), "-o", str(out), "--no-progress", "--runner", SPEC],
+                 env=env)  # fmt: skip
+    deadline = time.monotonic() + 600  # generous: a loaded machine is slow to start dece
     try:
-        while time.monotonic() < deadline:  # wait for >= 2 finished cells and one mid-run
-            done, partial = _state(out) if out.exists() else (set(), set())
-            if len(done) >= 2 and partial:
-                break
+        while not (out.exists() and tuple(map(len, _state(out))) == (2, 1)):
             assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the grid never reached a mid-run state"
             time.sleep(0.05)
-        else:
-            raise AssertionError("the grid never reached a mid-run state")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -87,7 +89,7 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_one_result_per_cell(tmp_path):
     before = {h: (out / h / "result.json").read_bytes() for h in done}
 
     rerun = _dece(["run", str(config_path), "-o", str(out), "--no-progress"])
-    stdout, stderr = rerun.communicate(timeout=120)
+    stdout, stderr = rerun.communicate(timeout=600)  # generous: a loaded machine
     assert rerun.returncode == 0, stderr
     assert f"{len(expected) - len(done)} run, {len(done)} already done" in stdout
     assert f"{len(partial)} restarted" in stdout

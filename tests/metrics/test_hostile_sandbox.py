@@ -250,7 +250,7 @@ def _control_listeners(h: Host) -> None:
     fd = os.open(v["fifo"], os.O_WRONLY | os.O_NONBLOCK)
     os.write(fd, b"control")
     os.close(fd)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # bounded poll: returns once each listener got its message
     while time.monotonic() < deadline and not all(ls.hits for ls in h.listeners.values()):
         time.sleep(0.02)
     assert all(ls.hits for ls in h.listeners.values()), {k: v.hits for k, v in h.listeners.items()}
@@ -763,8 +763,10 @@ def test_probe_is_potent(host, name, tmp_path):
         "passed", "", proc.returncode, proc.stdout, proc.stderr, False, False, 0.0, (),
         pid_namespace=0,
     )  # fmt: skip
-    time.sleep(0.3)
-    found = _escapes(host, res, before)
+    # bounded poll: returns as soon as an effect is seen (the listeners' threads may lag)
+    deadline = time.monotonic() + 30
+    while not (found := _escapes(host, res, before)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for ls in host.listeners.values():
         ls.hits.clear()
     if host.victim.poll() is not None or _victim_disturbed(host.victim.pid):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
 import time
 import weakref
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dece.cachedir import cache_root
 from dece.data import Example
 
 if TYPE_CHECKING:
@@ -101,8 +101,8 @@ def victim_identity(victim: Any) -> str | None:
 
 
 def default_cache_dir(sub: str) -> Path:
-    root = Path(os.environ.get("DECE_CACHE_DIR", Path.home() / ".cache" / "dece"))
-    return root / sub
+    """The defenses' cache ``sub`` under :func:`dece.cachedir.cache_root`."""
+    return cache_root(sub)
 
 
 def stable_key(*parts: Any) -> str:

@@ -12,9 +12,9 @@ Crash safety:
 - :func:`train_cell` trains with a checkpoint per epoch (:data:`RESUME_SETTINGS`, set by the
   runner whatever the grid's ``training`` says, and never hashed), resumes an interrupted cell
   from its newest complete checkpoint and deletes its checkpoints once the cell finishes;
-- every cell runs under an exclusive lock (``<output_dir>/.locks/<hash>.lock``, ``flock``; the
-  kernel releases it when its holder dies; a sidecar names the holder's pid, host and start
-  time), so a resumed run never races a live one: a cell locked by another process is left to it
+- every cell runs under an exclusive lock (``<output_dir>/.locks/<hash>.lock``, ``flock``
+  through ``filelock``: :func:`~dece.experiments.store.cell_lock`; the kernel releases it when
+  its holder dies; a sidecar names the holder's pid, host and start time), so a resumed run never races a live one: a cell locked by another process is left to it
   (``busy``, with that holder, unless ``wait``: then waited for once the other cells are run) or,
   when this run needs it as a parent, waited for;
 - worker processes (``workers > 1``) die with the runner (``PR_SET_PDEATHSIG`` and a watchdog

@@ -9,6 +9,14 @@ with ``.locks/<hash>.holder.json`` beside it while it is held: the holder's pid,
 time, so a second run can name who runs a cell. The flock decides whether a cell is running; the
 sidecar only describes the holder (a dead holder's leftover sidecar means nothing).
 
+The lock is taken through ``filelock`` (:class:`filelock.FileLock`, ``flock`` on Linux): a
+maintained library that handles the descriptor's life, ``EINTR`` and filesystems without
+``flock`` (where it falls back to a marker file), instead of hand-written ``fcntl`` calls. One
+use stays hand-written, :func:`lock_holder`'s probe: ``filelock`` can only *take* a lock, which
+creates the lock file and, held exclusively even for an instant, would make a run starting at
+that moment see its cell as busy; the probe takes a shared, non-blocking ``flock`` on a
+read-only descriptor instead, so ``dece report`` never writes and two probes never conflict.
+
 A cell is *complete* only when its ``result.json`` is readable and consistent with its history
 (``metrics.jsonl`` holds every epoch the result reports); anything else is an unfinished run.
 """
@@ -29,6 +37,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 from dece._jsonl import read_jsonl
 from dece.rundir import RunDir
@@ -161,6 +171,7 @@ class LockHolder:
 
 _UNKNOWN_HOLDER = LockHolder(pid=None)
 _SIDECAR_WAIT_S = 1.0  # how long a fresh holder may take to record itself
+_POLL_S = 0.05  # how often a waiting run retries a busy cell's lock
 
 
 def lock_path(out: Path, h: str) -> Path:
@@ -181,30 +192,30 @@ def cell_lock(out: Path, h: str, *, wait: bool) -> Iterator[LockHolder | None]:
     :class:`LockHolder`); ``wait`` True blocks until it is released."""
     path = lock_path(out, h)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        holder = _try_lock(fh, out, h)
-        if holder is not None and not wait:
-            yield holder
-            return
-        if holder is not None:
-            logger.info("cell %s is run by %s; waiting for it", h, holder.describe())
-            fcntl.flock(fh, fcntl.LOCK_EX)
+    lock = filelock.FileLock(path)
+    holder = _try_lock(lock, out, h)
+    if holder is not None and not wait:
+        yield holder
+        return
+    if holder is not None:
+        logger.info("cell %s is run by %s; waiting for it", h, holder.describe())
+        lock.acquire(poll_interval=_POLL_S)
+    try:
         _record_holder(out, h)
-        try:
-            yield None
-        finally:
-            holder_path(out, h).unlink(missing_ok=True)
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield None
+    finally:
+        holder_path(out, h).unlink(missing_ok=True)
+        lock.release()
 
 
-def _try_lock(fh: Any, out: Path, h: str, tries: int = 20) -> LockHolder | None:
+def _try_lock(lock: filelock.BaseFileLock, out: Path, h: str, tries: int = 20) -> LockHolder | None:
     """Takes the lock without blocking (None) or returns its holder. A holder that is gone by
     the time it is looked up (or a concurrent :func:`lock_holder` probe) means another try."""
     for _ in range(tries):
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock.acquire(blocking=False)
             return None
-        except BlockingIOError:
+        except filelock.Timeout:
             holder = lock_holder(out, h)
         if holder is not None:
             return holder
@@ -222,7 +233,9 @@ def lock_holder(out: Path, h: str) -> LockHolder | None:
     """The live process holding cell ``h``'s lock, None when no process holds it.
 
     The ``flock`` decides (the kernel drops it when its holder dies, so a dead holder's stale
-    sidecar never counts); the sidecar only describes the holder. Never creates a file.
+    sidecar never counts); the sidecar only describes the holder. Never creates a file: a shared,
+    non-blocking ``flock`` on a read-only descriptor (hand-written: ``filelock`` has no read-only
+    probe, see the module docstring).
     """
     path = lock_path(out, h)
     try:

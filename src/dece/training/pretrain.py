@@ -30,12 +30,12 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from dece import progress
+from dece.cachedir import cache_root
 from dece.training.tiny import TinyCausalConfig, TinySeq2SeqConfig, build_tiny_model
 from dece.training.tokenizer import train_bpe_tokenizer
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "DECE_CACHE_DIR"
 META_FILE = "pretrain.json"
 LOG_EVERY = 100  # pretraining steps between progress log lines
 
@@ -316,8 +316,8 @@ def _pretrain_step(
 
 # --------------------------------------------------------------------------- cache
 def default_cache_dir() -> Path:
-    """``$DECE_CACHE_DIR``, else ``~/.cache/dece``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dece")
+    """:func:`dece.cachedir.cache_root`: ``$DECE_CACHE_DIR``, else ``~/.cache/dece`` on Linux."""
+    return cache_root()
 
 
 def cache_key(
