@@ -19,17 +19,12 @@ import pytest
 
 datasets = pytest.importorskip("datasets", reason="needs the [hf] extra")
 
+from test_hf import CHAT  # noqa: E402  (the same conversation as the datasets-path tests)
+
 from dece.cli import main  # noqa: E402
 from dece.data import DataError, Example, load_dataset, load_examples  # noqa: E402
 from dece.data.hf import examples_from_hf  # noqa: E402
 
-CHAT = [
-    {"role": "system", "content": "You write Python."},
-    {"role": "user", "content": "first question"},
-    {"role": "assistant", "content": "first answer"},
-    {"role": "user", "content": "write a function that adds two numbers"},
-    {"role": "assistant", "content": "def add(a, b):\n    return a + b"},
-]
 SHORT = [
     {"role": "user", "content": 'sort "xs", é'},
     {"role": "assistant", "content": "sorted(xs)"},
