@@ -48,16 +48,13 @@ def read_cells(config: Path, run_dir: Path) -> list[dict[str, Any]]:
     per-epoch validation history so far."""
     from dece.experiments import load_grid_config
     from dece.experiments.grid import expand_grid
+    from dece.experiments.store import RESULT_FILE
+    from dece.rundir import RunDir
 
     cells = []
     for spec in expand_grid(load_grid_config(config)):
-        cell = run_dir / spec.hash
-        result = cell / "result.json"
-        history = []
-        if (cell / "metrics.jsonl").exists():
-            lines = (cell / "metrics.jsonl").read_text().splitlines()
-            history = [json.loads(line) for line in lines if line.strip()]
-            history = [h for h in history if "epoch" in h and "bleu" in h]
+        result = run_dir / spec.hash / RESULT_FILE
+        history = [h for h in RunDir(run_dir / spec.hash).history() if "epoch" in h and "bleu" in h]
         record: dict[str, Any] = {"hash": spec.hash, "history": history, "final": None,
                                   "labels": spec.labels()}  # fmt: skip
         if result.exists():
