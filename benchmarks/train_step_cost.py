@@ -1,7 +1,8 @@
 """Benchmark: the training-step cost of DeCE against CE on a real model (issue 22's target: DeCE
 <= 1.05x CE on ``smollm2-135m``).
 
-One model (by default ``smollm2-135m`` with the LoRA adapters of ``configs/lyra_smollm2.yaml``),
+One model (by default ``smollm2-135m`` with the LoRA adapters of ``configs/lyra_smollm2.yaml``,
+read from that file, as are the two losses' hyperparameters),
 one batch of Lyra training rows (the first ``--batch`` rows, encoded and collated as training
 does), and two :class:`~dece.training.trainer.DeceTrainer` objects that differ only in their loss
 (``ce`` and ``dece`` from the registry, the grid's hyperparameters). A step is what a training step
@@ -30,6 +31,7 @@ from transformers import TrainingArguments
 
 from dece import losses
 from dece.data.loaders import load_examples
+from dece.experiments import load_grid_config
 from dece.pipeline.fit import apply_lora
 from dece.training.collate import Collator, encode_examples, pad_token_id_of
 from dece.training.models import load_model
@@ -37,9 +39,10 @@ from dece.training.trainer import DeceTrainer
 
 LYRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lyra" / "train.csv"
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step_cost.md"
-LORA = {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"]}  # fmt: skip
-LOSS_ARGS = {"ce": {}, "dece": {"alpha_base": 0.99, "label_smoothing": 0.1}}
+GRID = Path(__file__).resolve().parents[1] / "configs" / "lyra_smollm2.yaml"
+_grid = load_grid_config(GRID)  # the LoRA settings and losses the SmolLM2 grid trains with
+LORA: dict = dict(_grid.training["lora"])
+LOSS_ARGS = {spec.name: dict(spec.args) for spec in _grid.losses}
 
 
 def build(model_name: str, batch: int, max_length: int, lora: bool, tmp: Path):
