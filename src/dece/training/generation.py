@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -136,22 +136,31 @@ def decode_rows(
         batches = length_batches([len(r) + extra for r in encoded], token_budget=token_budget)
     outputs: list[str] = [""] * len(encoded)
     device = _model_device(model)
+    with inference(model, stage, total=len(encoded), unit="row") as advance:
+        for idx in batches:
+            texts = _generate_batch(
+                model, tokenizer, [list(encoded[i]) for i in idx], task=task, pad=pad,
+                device=device, max_new_tokens=max_new_tokens, id2label=id2label,
+            )  # fmt: skip
+            for i, text in zip(idx, texts, strict=True):
+                outputs[i] = text
+            advance(len(idx))
+    return outputs
+
+
+@contextlib.contextmanager
+def inference(model: Any, stage: str | None, *, total: int, unit: str) -> Iterator[Any]:
+    """``model`` in eval mode under ``torch.inference_mode`` for the block (its training flag
+    restored after), yielding ``advance(n)`` of the progress stage ``stage`` over ``total``
+    ``unit``s (a no-op when ``stage`` is None)."""
     was_training = model.training
     model.eval()
-    report = progress_module.task(stage, total=len(encoded), unit="row") if stage else None
+    report = progress_module.task(stage, total=total, unit=unit) if stage else None
     try:
         with torch.inference_mode(), report or contextlib.nullcontext(lambda n=1: None) as advance:
-            for idx in batches:
-                texts = _generate_batch(
-                    model, tokenizer, [list(encoded[i]) for i in idx], task=task, pad=pad,
-                    device=device, max_new_tokens=max_new_tokens, id2label=id2label,
-                )  # fmt: skip
-                for i, text in zip(idx, texts, strict=True):
-                    outputs[i] = text
-                advance(len(idx))
+            yield advance
     finally:
         model.train(was_training)
-    return outputs
 
 
 def _generate_batch(

@@ -16,7 +16,6 @@ whole batch is done.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,9 +27,8 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from dece import progress as progress_module
 from dece.training.collate import pad_token_id_of
-from dece.training.generation import _left_pad, _model_device, _right_pad
+from dece.training.generation import _left_pad, _model_device, _right_pad, inference
 
 __all__ = ["SeededSampler", "StopWhen", "complete"]
 
@@ -122,22 +120,14 @@ def complete(
                 n = min(batch_size, samples - s)
                 jobs.append(([i] * n, [list(row)] * n, sampler))
     out: list[list[str]] = [[] for _ in encoded]
-    was_training = model.training
-    model.eval()
-    total = len(encoded) * samples
-    report = (progress_module.task(stage, total=total, unit="completion") if stage
-              else contextlib.nullcontext(lambda n=1: None))  # fmt: skip
-    try:
-        with torch.inference_mode(), report as advance:
-            for idx, rows, sampler in jobs:
-                row_stops = None if stops is None else [stops[i] for i in idx]
-                texts = _generate(model, tokenizer, rows, task=task, sampler=sampler,
-                                  max_new_tokens=max_new_tokens, stops=row_stops)  # fmt: skip
-                for i, text in zip(idx, texts, strict=True):
-                    out[i].append(text)
-                advance(len(idx))
-    finally:
-        model.train(was_training)
+    with inference(model, stage, total=len(encoded) * samples, unit="completion") as advance:
+        for idx, rows, sampler in jobs:
+            row_stops = None if stops is None else [stops[i] for i in idx]
+            texts = _generate(model, tokenizer, rows, task=task, sampler=sampler,
+                              max_new_tokens=max_new_tokens, stops=row_stops)  # fmt: skip
+            for i, text in zip(idx, texts, strict=True):
+                out[i].append(text)
+            advance(len(idx))
     return out
 
 
