@@ -4,7 +4,9 @@ element scores are known, golden truncation offsets."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +30,9 @@ from dece.pipeline.data import DataBundle
 from dece.pipeline.evaluation import evaluate
 
 pytest.importorskip("tree_sitter_java")
+
+SELECTION = (Path(__file__).parents[2] / "benchmarks" / "results"
+             / "codepurify_premise_selection.json")  # fmt: skip
 
 POISONED = CLEAN_JAVA[2].replace("output", TRIGGER)
 
@@ -111,7 +116,15 @@ def test_presets_set_their_arguments_and_explicit_ones_override():
     # an argument equal to its default cannot be told from an absent one: the preset's wins
     assert CodePurify(preset="official", normalisation="softmax").normalisation == "sum"
     default = get_defense("codepurify")
-    assert default.statistic == "max_delta" and default.victim_statement == "whole"
+    assert default.statistic == "entropy_gap" and default.victim_statement == "whole"
+
+
+def test_default_statistic_is_the_one_declared_on_validation_inputs():
+    """Golden: the default is what ``codepurify_premise.py --step0`` declared (the highest
+    validation AUROC), and the declaration is that maximum."""
+    selection = json.loads(SELECTION.read_text())["selection"]
+    assert selection["declared"] == max(selection["auroc"], key=selection["auroc"].get)
+    assert CodePurify().statistic == selection["declared"]
     with pytest.raises(ValueError, match="preset"):
         CodePurify(preset="authors")
     with pytest.raises(ValueError, match="statistic"):
@@ -180,7 +193,8 @@ def test_max_delta_detects_where_the_length_bound_hides_the_trigger():
     victim = PlantedSeq2SeqVictim()
     rows = [Example("c0", CLEAN_JAVA[0], ""), Example("p", POISONED, ""),
             Example("c1", CLEAN_JAVA[2], "")]  # fmt: skip
-    result = CodePurify(infiller=FixedInfiller(), threshold=0.1).purify(rows, victim)
+    result = CodePurify(infiller=FixedInfiller(), threshold=0.1, statistic="max_delta").purify(
+        rows, victim)
     assert result.detected.tolist() == [False, True, False]
     assert result.scores[1] == pytest.approx(0.8) and result.scores[[0, 2]].max() < 1e-3
     assert result.info["statistic"] == "max_delta" and result.info["revision"] == REVISION
@@ -199,7 +213,7 @@ def test_evaluate_records_the_premise_of_a_codepurify_cell():
     assert m["premise_conf_clean_median"] == pytest.approx(0.5, abs=1e-3)
     assert m["premise_auroc_max_delta"] == 1.0 and m["localisation_top"] == 1.0
     assert 0.0 < m["premise_trigger_share"] <= 1.0
-    assert m["purify_revision"] == REVISION and m["purify_statistic"] == "max_delta"
+    assert m["purify_revision"] == REVISION and m["purify_statistic"] == "entropy_gap"
     assert m["purify_unjudged_clean"] == 0
 
 

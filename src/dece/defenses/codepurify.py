@@ -45,10 +45,13 @@ kept in the infiller's statement masks; the script purifies at ``H <= 0.1``, her
 The official code also compares its threshold in opposite directions in two tasks, and flags
 ``N = 1`` inputs (``H = 0``); here a low entropy always means poisoned and ``N = 1`` is not
 judged by the entropy. **The default is neither**: the paper's delta scores and
-masks for the infiller, the whole statement masked for the victim, and ``statistic="max_delta"``
-(revision 2, issue 24): the one statistic not bounded by the element count; its confirmation on
-validation inputs is ``benchmarks/codepurify_premise.py --step0``
-(``benchmarks/results/codepurify_premise.md``).
+masks for the infiller, the whole statement masked for the victim, and
+``statistic="entropy_gap"`` (``ln N - H``, revision 4, issue 24): the statistic with the highest
+threshold-free AUROC on 100 clean + 100 triggered *validation* inputs of the MiniLM defect
+victim (DeadCode 5%), declared by ``benchmarks/codepurify_premise.py --step0`` before any test
+cell ran (``benchmarks/results/codepurify_premise_selection.json``: entropy_gap 0.902,
+max_delta 0.897, entropy 0.382; the two are within noise of each other, the rule was "the
+highest"). Revisions 2-3 defaulted to ``max_delta``, chosen a priori.
 """
 
 from __future__ import annotations
@@ -109,7 +112,8 @@ KEEPS = ("keywords", "keywords+punctuation")  # what a masked statement keeps (c
 #: statement whole (``victim_statement="whole"``).
 #: 3 (issue 27): the victim predicts in length-sorted batches by a token budget
 #: (:data:`dece.victim.BATCHING_REVISION`), which can shift a greedy output.
-REVISION = 3
+#: 4 (issue 24): default statistic ``entropy_gap``, declared on validation inputs (module docstring).
+REVISION = 4
 _KINDS = {"both": ("identifier", "statement"), "identifiers": ("identifier",),
           "statements": ("statement",)}  # fmt: skip
 
@@ -143,8 +147,8 @@ class CodePurify(Purifier):
         detect: False purifies every input (-E).
         preset: ``"paper"`` (the paper's), ``"official"``, ``"official_defect"`` (the authors'
             code) or None (the defaults; module docstring).
-        statistic: ``"max_delta"`` (default, ours), ``"entropy_gap"`` (ours) or ``"entropy"``
-            (the paper's); calibration, decision and purification are the same for each.
+        statistic: ``"entropy_gap"`` (default, ours: ``ln N - H``), ``"max_delta"`` (ours:
+            ``max_i I_i``) or ``"entropy"`` (the paper's); calibration, decision and purification are the same for each.
         normalisation: ``"softmax"`` (paper) or ``"sum"`` (official code): the entropy's.
         temperature: softmax temperature (1 in the paper).
         threshold: a fixed threshold in the statistic's units (``entropy``: an entropy, flagged
@@ -192,7 +196,7 @@ class CodePurify(Purifier):
     level: str = "both"
     detect: bool = True
     preset: str | None = None
-    statistic: str = "max_delta"
+    statistic: str = "entropy_gap"
     normalisation: str = "softmax"
     temperature: float = 1.0
     threshold: float | None = None
