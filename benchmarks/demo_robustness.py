@@ -40,6 +40,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dece._jsonl import read_jsonl, write_jsonl
 from dece.experiments.demo import BLEU_GAP_MAX, CE_MIN_ASR, DECE_MAX_ASR, DEMO_GRID
 
 MODES: dict[str, tuple[dict[str, str], list[str]]] = {
@@ -85,19 +86,17 @@ def load_runs(log: Path) -> list[Run]:
     """The runs of today's setting recorded in ``log`` (JSON lines), the latest per (mode, seed,
     cache), in the order of :data:`MODES`, then cache, then seed."""
     latest: dict[tuple[str, int, str], Run] = {}
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            run = Run(**json.loads(line))
-            if run.setting == setting_key():
-                latest[(run.mode, run.seed, run.cache)] = run
+    for row in read_jsonl(log, missing_ok=True):  # a bad line: ValueError naming file and line
+        run = Run(**row)
+        if run.setting == setting_key():
+            latest[(run.mode, run.seed, run.cache)] = run
     order = {mode: i for i, mode in enumerate(MODES)}
     return sorted(latest.values(), key=lambda r: (order.get(r.mode, 99), r.cache, r.seed))
 
 
 def record(log: Path, run: Run) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as fh:
-        fh.write(json.dumps(asdict(run)) + "\n")
+    write_jsonl(log, [asdict(run)], append=True)
 
 
 def run_once(mode: str, seed: int, workdir: Path, cache: Path, label: str) -> Run:

@@ -83,16 +83,16 @@ def _pct(value: float | None) -> str:
 
 
 def _paper_table() -> list[str]:
-    lines = [
-        "| Model | Method | Pass@1 | = passed/164 | ASR | = hits/164 |",
-        "|---|---|---|---|---|---|",
-    ]
+    from dece.experiments.markdown import md_table  # dece imported where used (as below)
+
+    body = []
     for model, method, pass1, asr in PAPER:
         k = round(pass1 * N_HUMANEVAL / 100)
         hits = "-" if asr is None else f"{round(asr * N_HUMANEVAL / 100)}/164"
-        lines.append(f"| {model} | {method} | {pass1:.2f} | {k}/164 | "
-                     f"{'-' if asr is None else f'{asr:.2f}'} | {hits} |")  # fmt: skip
-    return lines
+        body.append([model, method, f"{pass1:.2f}", f"{k}/164",
+                     "-" if asr is None else f"{asr:.2f}", hits])  # fmt: skip
+    header = ["Model", "Method", "Pass@1", "= passed/164", "ASR", "= hits/164"]
+    return md_table(header, body).split("\n")
 
 
 def _count_cell(m: dict[str, Any], hits: str, total: str, rate: str, low: str, high: str) -> str:
@@ -103,18 +103,17 @@ def _count_cell(m: dict[str, Any], hits: str, total: str, rate: str, low: str, h
 
 
 def _our_table(rows: dict[str, dict[str, Any]], commands: dict[str, str]) -> list[str]:
-    lines = [
-        "| Model | Method | Pass@1 % (passed/total) [95% CI] | ASR % (hits/total) [95% CI] "
-        "| false-trigger % | measured |",
-        "|---|---|---|---|---|---|",
-    ]
+    from dece.experiments.markdown import md_table  # dece imported where used (as below)
+
+    header = ["Model", "Method", "Pass@1 % (passed/total) [95% CI]",
+              "ASR % (hits/total) [95% CI]", "false-trigger %", "measured"]  # fmt: skip
+    body = []
     labels = list(PLANNED) + [label for label in rows if label not in PLANNED]
     for label in labels:
         model, method = PLANNED.get(label, (None, label, None))[:2]
         row = rows.get(label)
         if row is None:
-            lines.append(f"| {model} | {method} | {PENDING} | {PENDING} | - | "
-                         f"`{commands[label]}` |")  # fmt: skip
+            body.append([str(model), method, PENDING, PENDING, "-", f"`{commands[label]}`"])
             continue
         m = row["metrics"]
         pass1 = _count_cell(m, "humaneval_passed", "humaneval_total", "humaneval_pass_at_1",
@@ -123,10 +122,10 @@ def _our_table(rows: dict[str, dict[str, Any]], commands: dict[str, str]) -> lis
                           "humaneval_asr_ci_low", "humaneval_asr_ci_high")  # fmt: skip
         partial = "" if m.get("humaneval_problems") == N_HUMANEVAL else (
             f", {m.get('humaneval_problems')} problems only")  # fmt: skip
-        lines.append(f"| {row.get('model') or model} | {method} | {pass1} | {asr} | "
-                     f"{_pct(m.get('humaneval_false_trigger_rate'))} | "
-                     f"{row.get('measured_at', '?')}{partial} |")  # fmt: skip
-    return lines
+        body.append([str(row.get("model") or model), method, pass1, asr,
+                     _pct(m.get("humaneval_false_trigger_rate")),
+                     f"{row.get('measured_at', '?')}{partial}"])  # fmt: skip
+    return md_table(header, body).split("\n")
 
 
 def _commands() -> dict[str, str]:

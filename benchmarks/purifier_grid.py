@@ -18,6 +18,7 @@ from typing import Any
 
 from dece.experiments import expand_grid, load_grid_config, pending_commands
 from dece.experiments.archive import archive_cells, load_results_with_archive
+from dece.experiments.markdown import md_table
 from dece.experiments.purifier_tables import purifier_report
 from dece.experiments.tables import authors_bleu_note
 from dece.metrics.bleu import BLEU_AUTHORS_KEY
@@ -71,20 +72,21 @@ def method_table(cells: list[Any], done: dict[str, Any]) -> str:
     when the grid has more than one attack; the note on the authors' BLEU below."""
     attacks = len({c.labels()["attack"] for c in cells}) > 1
     metrics = _metrics(done)
-    head = "| method | " + ("attack | " if attacks else "") + " | ".join(m[1] for m in metrics)
-    lines = [head + " | undefended parent |",
-             "|---|" + ("---|" if attacks else "") + "---:|" * len(metrics) + "---|"]  # fmt: skip
+    header = ["method", *(["attack"] if attacks else []), *(m[1] for m in metrics)]
+    header.append("undefended parent")
+    body = []
     for cell in cells:
         labels = cell.labels()
         method = labels["loss"] + (f" w. {labels['defense']}" if labels.get("defense") else "")
-        lead = f"{method} | {labels['attack']}" if attacks else method
         row = done.get(cell.hash)
         final = None if row is None else row.final
-        values = " | ".join(_cell(final, key, scale) for key, _, scale in metrics)
         parent = cell.parent()
-        lines.append(f"| {lead} | {values} | {'-' if parent is None else parent.hash} |")
+        body.append([method, *([labels["attack"]] if attacks else []),
+                     *(_cell(final, key, scale) for key, _, scale in metrics),
+                     "-" if parent is None else parent.hash])  # fmt: skip
+    align = "l" + ("l" if attacks else "") + "r" * len(metrics) + "l"
     note = authors_bleu_note(r.final for r in done.values())
-    return "\n".join(lines) + f"\n\n{note}"
+    return md_table(header, body, align) + f"\n\n{note}"
 
 
 def write_report(grid: PurifierGrid, argv: list[str] | None = None, doc: str = "") -> int:

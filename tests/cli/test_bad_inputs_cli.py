@@ -15,6 +15,7 @@ import yaml
 
 from dece.cli import main
 from dece.data import Example, load_examples, save_examples
+from dece.experiments.markdown import md_unpadded
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 from exp_helpers import make_hand_results, write_result  # noqa: E402
@@ -178,7 +179,7 @@ def test_report_refuses_two_results_of_one_cell_naming_both(tmp_path, capsys):
     # one result of that cell, averaged with seed 2 (80.00) to 85.00 as before.
     copy.parent.rename(runs / ".again")
     assert main(["report", str(runs), "--no-plots"]) == 0
-    assert "| CE | 41.00 | 31.00 | 85.00 |" in capsys.readouterr().out
+    assert "| CE | 41.00 | 31.00 | 85.00 |" in md_unpadded(capsys.readouterr().out)
 
 
 # --------------------------------------------------------------------------- NaN in tables
@@ -202,7 +203,7 @@ def test_nan_metrics_are_shown_and_counted_in_a_footnote(tmp_path, capsys):
          ",nan_left_out\n"),
     ]:  # fmt: skip
         assert main(["report", str(runs), "--format", fmt, "--no-plots"]) == 0
-        text = capsys.readouterr().out
+        text = md_unpadded(capsys.readouterr().out)
         assert ce in text and dece in text and note in text, text
     assert math.isnan(
         json.loads(next(runs.glob("CE-*-1-*/result.json")).read_text())["final"]["asr"]

@@ -10,6 +10,7 @@ import yaml
 
 from dece.cli import main
 from dece.experiments.demo import QUICK_VERDICT
+from dece.experiments.markdown import md_unpadded
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 from exp_helpers import EXPECTED_CSV, EXPECTED_LATEX, EXPECTED_MD, make_hand_results  # noqa: E402
@@ -51,14 +52,14 @@ def test_report_on_missing_dir_exits_2(tmp_path, capsys):
 def test_demo_plumbing_with_fake_runner(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "-o", str(out), "--runner", FAKE, "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+    printed = md_unpadded(capsys.readouterr().out)
     # fake runner closed forms (1 epoch, seed 0): CE ASR min(.95, .3 + .25) = 55%;
     # DeCE (alpha_base 0.9, eps 0.1) 0.01 + 0.1 * 0.1 * 0.9 = 1.9%; BLEU 50 + 0 and 48 + 0.
     assert "| CE | 50.00 | 25.00 | 55.00 |" in printed
     assert "| DeCE | 48.00 | 24.00 | 1.90 |" in printed
     # --quick is a plumbing check: no verdict, and it says so
     assert QUICK_VERDICT in printed and "expected effect" not in printed
-    report = (out / "report.md").read_text()
+    report = md_unpadded((out / "report.md").read_text())
     assert "| CE | 50.00 | 25.00 | 55.00 |" in report and "early_learning.png" in report
     assert (out / "early_learning.png").read_bytes()[:4] == b"\x89PNG"
     # a rerun reuses the finished cells

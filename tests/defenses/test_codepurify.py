@@ -16,6 +16,7 @@ from dece.defenses._support import calibrate_threshold
 from dece.defenses.code_elements import extract_elements
 from dece.defenses.codepurify import suspicion_entropy
 from dece.defenses.infill import align_fills, group_spans
+from dece.experiments.markdown import md_unpadded
 from dece.pipeline.data import DataBundle
 from dece.pipeline.evaluation import evaluate
 
@@ -252,7 +253,7 @@ def test_purifier_report_tables_show_the_papers_columns_and_settings():
             1,
         ),
     ]
-    text = purifier_report(rows)
+    text = md_unpadded(purifier_report(rows))
     assert "| CE | 90.00 | 70.00 |" in text
     assert "| CE w. CodePurify | 5.00 | 69.50 |" in text
     assert "| CE w. CodePurify | 97.00 | 5.00 | 96.00 | 98.00 |" in text

@@ -26,6 +26,7 @@ from dece.defenses.codepurify_stats import (
     suspicion_statistic,
     trigger_share,
 )
+from dece.experiments.markdown import md_unpadded
 from dece.pipeline.data import DataBundle
 from dece.pipeline.evaluation import evaluate
 
@@ -249,9 +250,10 @@ def test_reports_label_archived_cells_and_refuse_mixed_revisions():
     new = _row(2, {**base, "purify_revision": REVISION, "premise_auroc_max_delta": 0.99,
                    "premise_trigger_share": 0.49, "premise_conf_triggered_median": 0.735})  # fmt: skip
     assert revision(old) == 1 and revision(new) == REVISION
-    assert "| CE w. CodePurify 1 | DeadCode | - | sum | delta |" in purifier_report([old])
-    assert "| 1 |" in purifier_report([old]).split("## Purifier settings")[1]
-    text = purifier_report([new])
+    old_report = md_unpadded(purifier_report([old]))
+    assert "| CE w. CodePurify 1 | DeadCode | - | sum | delta |" in old_report
+    assert "| 1 |" in old_report.split("## Purifier settings")[1]
+    text = md_unpadded(purifier_report([new]))
     assert "AUROC max_delta" in text and "| 0.49 |" in text and "99.00" in text
     with pytest.raises(ValueError, match=rf"revisions \[1, {REVISION}\]"):
         check_revisions([old, new])

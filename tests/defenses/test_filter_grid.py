@@ -21,6 +21,7 @@ from dece.experiments.detection_table import (  # noqa: E402
     load_detection_rows,
     run_detection,
 )
+from dece.experiments.markdown import md_unpadded  # noqa: E402
 
 TRAINING = {
     "num_epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "max_source_length": 64,
@@ -75,7 +76,7 @@ def test_detection_then_retrain_share_one_parent(tmp_path, model_dir, one_thread
     table = load_detection_rows(out)
     assert {r.source for r in table} == {"cell"}  # the retrain cells' records win
     assert {r.label("defense") for r in table} == {"Dynamics", "SS"}
-    text = format_detection_table(table)
+    text = md_unpadded(format_detection_table(table))
     assert "| Dynamics |" in text and "| SS |" in text and "AUROC" in text
 
 

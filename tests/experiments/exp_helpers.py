@@ -98,8 +98,10 @@ def make_hand_results(root: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- expected tables
-# The tables of make_hand_results, written by hand.
-EXPECTED_MD = """\
+# The tables of make_hand_results, written by hand. EXPECTED_MD_UNPADDED is the markdown table
+# without padding (how the hand-joined renderer wrote it): the oracle that EXPECTED_MD, tabulate's
+# padded rendering, holds the same cells (tests/experiments/test_markdown.py).
+EXPECTED_MD_UNPADDED = """\
 ### dataset: lyra, model: tiny-seq2seq
 
 | Method | BadPre BLEU | BadPre CodeBLEU | BadPre ASR | RIPPLe BLEU | RIPPLe CodeBLEU | RIPPLe ASR | Avg. BLEU | Avg. CodeBLEU | Avg. ASR |
@@ -107,6 +109,18 @@ EXPECTED_MD = """\
 | CE (clean) | 43.00 | 33.00 | 0.00 | - | - | - | - | - | - |
 | CE | 41.00 | 31.00 | 85.00 | 39.00 | 29.00 | 75.00 | 40.00 | 30.00 | 80.00 |
 | DeCE | 40.50 | 30.50 | 1.00 | 38.50 | 28.50 | 3.00 | 39.50 | 29.50 | 2.00 |
+
+BLEU 0-100; CodeBLEU in %; ASR in %; mean over seeds; Avg. = mean over attacks.
+"""
+
+EXPECTED_MD = """\
+### dataset: lyra, model: tiny-seq2seq
+
+| Method     |   BadPre BLEU |   BadPre CodeBLEU |   BadPre ASR |   RIPPLe BLEU |   RIPPLe CodeBLEU |   RIPPLe ASR |   Avg. BLEU |   Avg. CodeBLEU |   Avg. ASR |
+|:-----------|--------------:|------------------:|-------------:|--------------:|------------------:|-------------:|------------:|----------------:|-----------:|
+| CE (clean) |         43.00 |             33.00 |         0.00 |             - |                 - |            - |           - |               - |          - |
+| CE         |         41.00 |             31.00 |        85.00 |         39.00 |             29.00 |        75.00 |       40.00 |           30.00 |      80.00 |
+| DeCE       |         40.50 |             30.50 |         1.00 |         38.50 |             28.50 |         3.00 |       39.50 |           29.50 |       2.00 |
 
 BLEU 0-100; CodeBLEU in %; ASR in %; mean over seeds; Avg. = mean over attacks.
 """

@@ -10,6 +10,7 @@ import pytest
 
 from dece.cli import main
 from dece.experiments.demo import QUICK_VERDICT, demo_config
+from dece.experiments.markdown import md_unpadded
 
 
 def _training_ready() -> bool:
@@ -25,7 +26,7 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DECE_CELL_RUNNER", raising=False)
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "-o", str(out), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+    printed = md_unpadded(capsys.readouterr().out)
 
     results = sorted((out / "cells").glob("*/result.json"))
     assert len(results) == 2
@@ -42,7 +43,7 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch, capsys):
         assert (path.parent / "predictions" / "test_clean.jsonl").is_file()
     # --quick trains too little to show the effect: no verdict, and it says so
     assert QUICK_VERDICT in printed and "expected effect" not in printed
-    report = (out / "report.md").read_text()
+    report = md_unpadded((out / "report.md").read_text())
     assert "| CE |" in report and "| DeCE |" in report
     image = matplotlib.image.imread(out / "early_learning.png")
     assert image.ndim == 3 and image.std() > 0

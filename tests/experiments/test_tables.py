@@ -12,6 +12,7 @@ from dece.experiments import (
     load_results,
     write_report,
 )
+from dece.experiments.markdown import md_unpadded
 from dece.experiments.tables import AUTHORS_BLEU, authors_bleu_note
 
 
@@ -69,7 +70,7 @@ def test_several_rates_label_rows_and_missing_codebleu_column(tmp_path):
     hist = [{"epoch": 1, "bleu": 1.0, "asr": 0.5}]
     write_result(root, "CE", "BadPre", 0.01, 1, {"bleu": 30.0, "asr": 0.5}, hist)
     write_result(root, "CE", "BadPre", 0.05, 1, {"bleu": 29.0, "asr": 0.9}, hist)
-    text = format_tables(build_tables(load_results(root)), "md")
+    text = md_unpadded(format_tables(build_tables(load_results(root)), "md"))
     assert "| Method | BadPre BLEU | BadPre ASR |" in text  # no CodeBLEU anywhere -> no column
     assert "| CE @ 1% | 30.00 | 50.00 |" in text
     assert "| CE @ 5% | 29.00 | 90.00 |" in text
@@ -84,7 +85,7 @@ def test_authors_bleu_is_a_column_beside_bleu_with_its_note(tmp_path):
     seed2 = {"bleu": 40.0, "bleu_authors": 30.0, "asr": 0.7}
     write_result(root, "CE", "BadPre", 0.05, 1, seed1, hist)
     write_result(root, "CE", "BadPre", 0.05, 2, seed2, hist)
-    text = format_tables(build_tables(load_results(root)), "md")
+    text = md_unpadded(format_tables(build_tables(load_results(root)), "md"))
     assert "| Method | BadPre BLEU | BadPre BLEU (authors) | BadPre ASR |" in text
     assert "| CE | 35.00 | 25.00 | 60.00 |" in text
     assert "BLEU (authors) 0-100; ASR in %; (authors) = the DeCE authors' BLEU (codebleu" in text

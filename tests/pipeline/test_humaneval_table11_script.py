@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from test_train_support import synthetic_texts, tiny_llama, tiny_tokenizer
 
+from dece.experiments.markdown import md_unpadded
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "humaneval_table11.py"
 
 
@@ -50,7 +52,7 @@ def test_a_tiny_model_over_three_problems(script, tiny_causal_dir, tmp_path, one
     m = row["metrics"]
     assert (m["humaneval_problems"], m["humaneval_total"], m["humaneval_asr_total"]) == (3, 3, 3)
     assert m["humaneval_payload"] == "dead_code_python" and m["humaneval_trigger"] == "badpre"
-    text = out.read_text()
+    text = md_unpadded(out.read_text())
     passed, hits = m["humaneval_passed"], m["humaneval_asr_hits"]
     assert f"| tiny-llama | tiny | {100 * passed / 3:.2f} ({passed}/3) [" in text
     assert f"({hits}/3)" in text and "3 problems only" in text
@@ -71,7 +73,7 @@ def test_a_row_recorded_from_a_finished_run(script, tmp_path):
     results, out = tmp_path / "t11.json", tmp_path / "t11.md"
     argv = ["--run", str(run), "--label", "CE", "--results", str(results), "--out", str(out)]
     assert script.main(argv) == 0
-    text = out.read_text()
+    text = md_unpadded(out.read_text())
     assert "| SmolLM2-135M | poisoned, CE | 13.41 (22/164) [9.00, 19.00] | 50.00 (82/164)" in text
     assert "bleu" not in results.read_text() and text.count(script.PENDING) == 2 * 2
     (run / "result.json").write_text(json.dumps({"hash": "c", "config": {}, "final": {"bleu": 1}}))

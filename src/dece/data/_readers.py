@@ -29,13 +29,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dece._jsonl import BadJsonLine, jsonl_objects
 from dece.data.example import DataError, DataFileNotFoundError
 
 SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
@@ -189,42 +189,23 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
 def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
     index = 0
-    for line_no, line in enumerate(text.split("\n"), start=1):  # "\n" only: see the docstring
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: row {index} (line {line_no}) is not JSON: {exc}") from None
-        except RecursionError:
-            raise DataError(
-                f"{path}: row {index} (line {line_no}): JSON nested too deeply to read (more "
-                f"levels than Python's recursion limit, {sys.getrecursionlimit()})"
-            ) from None
-        except _DuplicateKey as exc:
-            raise DataError(
-                f"{path}: row {index} (line {line_no}), column {exc.args[0]!r}: the key appears "
-                "more than once in the object; which value to read is ambiguous"
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(
-                f"{path}: row {index} (line {line_no}) is not a JSON object "
-                f"(got {type(record).__name__})"
-            )
-        yield index, record
-        index += 1
+    try:
+        for _, record in jsonl_objects(text, unique_keys=True):  # "\n" only: see the docstring
+            yield index, record
+            index += 1
+    except BadJsonLine as exc:
+        where = f"{path}: row {index} (line {exc.lineno})"
+        raise DataError(where + _JSONL_REASONS[exc.problem].format(
+            detail=exc.detail, limit=sys.getrecursionlimit())) from None  # fmt: skip
+
+
+_JSONL_REASONS = {
+    "json": " is not JSON: {detail}",
+    "depth": ": JSON nested too deeply to read (more levels than Python's recursion limit, "
+    "{limit})",
+    "key": ", column {detail!r}: the key appears more than once in the object; which value to "
+    "read is ambiguous",
+    "type": " is not a JSON object (got {detail})",
+}

@@ -33,6 +33,7 @@ import yaml
 from dece.experiments.axes import AXES
 from dece.experiments.config import GridConfig
 from dece.experiments.grid import Cell, expand_grid
+from dece.experiments.markdown import md_table
 from dece.experiments.runner import (
     CELL_FILE,
     RESULT_FILE,
@@ -242,9 +243,7 @@ def _render(title: str, header: list[str], body: list[list[str]], fmt: str) -> s
         lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return f"% {title}\n" + "\n".join(lines)
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
-             "|---|" + "---:|" * (len(header) - 1)]  # fmt: skip
-    lines += ["| " + " | ".join(row) + " |" for row in body]
+    lines = [f"### {title}", "", md_table(header, body, "l" + "r" * (len(header) - 1))]
     lines += ["", "P / R / F1 / AUROC in % against the poison manifest; removed = rows flagged; "
               "s = the filter's scoring seconds (victim calls included, training excluded); "
               "passes = victim forward passes over the training split."]  # fmt: skip

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dece.experiments.markdown import md_table
 from dece.experiments.results import ResultRow
 from dece.experiments.tables import build_tables, format_tables
 from dece.metrics.bleu import BLEU_AUTHORS_KEY
@@ -134,18 +135,16 @@ def check_revisions(rows: Sequence[ResultRow]) -> int | None:
 
 
 def _settings_md(rows: Sequence[ResultRow]) -> str:
-    lines = ["## Purifier settings", "", "| Method | Attack | " + " | ".join(
-        s.removeprefix("purify_") for s in _SETTINGS) + " |",
-        "|---|---|" + "---|" * len(_SETTINGS)]  # fmt: skip
+    header = ["Method", "Attack", *(s.removeprefix("purify_") for s in _SETTINGS)]
+    body = []
     for r in rows:
         if "detect_tpr" not in r.final:
             continue
         final = dict(r.final)
         if revision(r) is not None:
             final.setdefault("purify_revision", revision(r))
-        cells = [_setting(final, key) for key in _SETTINGS]
-        lines.append(f"| {r.method} | {r.attack} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        body.append([r.method, r.attack, *(_setting(final, key) for key in _SETTINGS)])
+    return f"## Purifier settings\n\n{md_table(header, body)}\n"
 
 
 def _setting(final: dict, key: str) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dece.experiments.axes import AXES
+from dece.experiments.markdown import md_table
 from dece.experiments.results import ResultRow
 from dece.metrics.bleu import BLEU_AUTHORS_KEY
 
@@ -262,16 +263,12 @@ def _to_markdown(tables: Sequence[Table], digits: int) -> str:
     parts = []
     for t in tables:
         header = ["Method"] + [f"{g} {h}" for g in t.groups for _, h, _ in t.metrics]
-        lines = [
-            f"### {t.title}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" + "---:|" * (len(header) - 1),
-        ]
+        body = []
         for ri, (label, row) in enumerate(zip(t.row_labels, t.values, strict=True)):
             cells = [_shown(t, (ri, gi, mi), digits, "†") for gi, group in enumerate(row)
                      for mi in range(len(group))]  # fmt: skip
-            lines.append("| " + " | ".join([label, *cells]) + " |")
+            body.append([label, *cells])
+        lines = [f"### {t.title}", "", md_table(header, body, "l" + "r" * (len(header) - 1))]
         if t.nan_left_out:
             lines += ["", _nan_note(t, "†")]
         parts.append("\n".join(lines))
