@@ -135,7 +135,8 @@ def check_revisions(rows: Sequence[ResultRow]) -> int | None:
 
 
 def _settings_md(rows: Sequence[ResultRow]) -> str:
-    header = ["Method", "Attack", *(s.removeprefix("purify_") for s in _SETTINGS)]
+    """The purifier cells' settings; a setting no cell records is left out (as :func:`_shown`
+    leaves out metrics)."""
     body = []
     for r in rows:
         if "detect_tpr" not in r.final:
@@ -144,7 +145,10 @@ def _settings_md(rows: Sequence[ResultRow]) -> str:
         if revision(r) is not None:
             final.setdefault("purify_revision", revision(r))
         body.append([r.method, r.attack, *(_setting(final, key) for key in _SETTINGS)])
-    return f"## Purifier settings\n\n{md_table(header, body)}\n"
+    keep = [0, 1] + [i + 2 for i in range(len(_SETTINGS)) if any(b[i + 2] != "-" for b in body)]
+    header = ["Method", "Attack", *(s.removeprefix("purify_") for s in _SETTINGS)]
+    table = md_table([header[i] for i in keep], [[b[i] for i in keep] for b in body])
+    return f"## Purifier settings\n\n{table}\n"
 
 
 def _setting(final: dict, key: str) -> str:
