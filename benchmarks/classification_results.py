@@ -267,8 +267,9 @@ def _floors(floors: dict[str, Any], group: str) -> list[str]:
     body = []
     for loss, entry in floors.items():
         for key, m in sorted(entry["attacks"].items()):
+            denominators = f"{m.get('asr_denominator')} ({m.get('asr_raw_denominator')})"
             body.append([f"{loss} (clean)", key, *(_pct(m.get(k)) for k, _ in METRICS),
-                         f"{m.get('asr_denominator')} ({m.get('asr_raw_denominator')})"])  # fmt: skip
+                         denominators])  # fmt: skip
     return md_table(header, body, "llrrrrl").split("\n")
 
 
