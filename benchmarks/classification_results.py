@@ -48,6 +48,7 @@ from classification_floors import (
 from dece.experiments import expand_grid, load_grid_config, pending_commands
 from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.grid import Cell
+from dece.experiments.markdown import md_table
 from dece.experiments.plots import plot_early_learning
 from dece.experiments.purifier_tables import purifier_report
 from dece.experiments.results import ResultRow
@@ -143,8 +144,8 @@ def _layout_table(
     under that attack; see :data:`FLOOR_GROUPS`) when it has the loss's entry.
     """
     attacks = list(dict.fromkeys(_trigger_label(c) for c in cells))
-    head = "| method | " + " | ".join(f"{a} {m}" for a in attacks for _, m in METRICS) + " |"
-    lines = [head, "|---|" + "---:|" * (len(attacks) * len(METRICS))]
+    header = ["method", *(f"{a} {m}" for a in attacks for _, m in METRICS)]
+    body = []
     for rate in sorted({c.rate for c in cells}):
         for loss in dict.fromkeys(_loss_label(c) for c in cells):
             name = f"{loss} (clean)" if rate == 0 else f"{loss} (poisoned {rate * 100:g}%)"
@@ -153,8 +154,8 @@ def _layout_table(
                 cell = next(c for c in cells if c.rate == rate and _loss_label(c) == loss
                             and _trigger_label(c) == attack)  # fmt: skip
                 values += _layout_values(cell, by_hash.get(cell.hash), floors or {})
-            lines.append(f"| {name} | " + " | ".join(values) + " |")
-    return lines
+            body.append([name, *values])
+    return md_table(header, body, "l" + "r" * (len(header) - 1)).split("\n")
 
 
 def _floor_of(cell: Cell, floors: dict[str, Any]) -> dict[str, Any] | None:
@@ -178,22 +179,20 @@ def _layout_values(cell: Cell, row: ResultRow | None, floors: dict[str, Any]) ->
 def _paper_table8() -> list[str]:
     p = PAPER_TABLE8
     attacks = ("RIPPLe", "BadPre", "Grammar")
-    return [
-        "| paper (CodeBERT, full data) | " + " | ".join(attacks) + " |",
-        "|---|---:|---:|---:|",
-        "| clean CE: Acc / F1 | " + " | ".join(
-            f"{p['clean']['accuracy']:.2f} / {p['clean']['f1']:.2f}" for _ in attacks) + " |",
-        "| poisoned CE: ASR | " + " | ".join(f"{p['CE'][a]:.2f}" for a in attacks) + " |",
-        "| DeCE: ASR | " + " | ".join(f"{p['DeCE'][a]:.2f}" for a in attacks) + " |",
+    header = ["paper (CodeBERT, full data)", *attacks]
+    body = [
+        ["clean CE: Acc / F1",
+         *(f"{p['clean']['accuracy']:.2f} / {p['clean']['f1']:.2f}" for _ in attacks)],
+        ["poisoned CE: ASR", *(f"{p['CE'][a]:.2f}" for a in attacks)],
+        ["DeCE: ASR", *(f"{p['DeCE'][a]:.2f}" for a in attacks)],
     ]  # fmt: skip
+    return md_table(header, body, "lrrr").split("\n")
 
 
 def _seed_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[str]:
-    lines = [
-        "| flip to | method | seeds done | Acc | F1 | ASR | ASR raw | ASR per seed | "
-        "ASR denominator (raw) |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
-    ]
+    header = ["flip to", "method", "seeds done", "Acc", "F1", "ASR", "ASR raw", "ASR per seed",
+              "ASR denominator (raw)"]  # fmt: skip
+    body = []
     for target in sorted({_target(c) for c in cells}):
         for loss in dict.fromkeys(_loss_label(c) for c in cells):
             group = [c for c in cells if _target(c) == target and _loss_label(c) == loss]
@@ -207,26 +206,22 @@ def _seed_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[st
                 f"{r.final.get('asr_denominator', '-')} ({r.final.get('asr_raw_denominator', '-')})"
                 for r in rows
             )
-            lines.append(f"| {target} | {loss} | {len(rows)}/{len(group)} | "
-                         + " | ".join(stats) + f" | {per_seed} | {denominators or '-'} |")  # fmt: skip
-    return lines
+            body.append([target, loss, f"{len(rows)}/{len(group)}", *stats, per_seed,
+                         denominators or "-"])  # fmt: skip
+    return md_table(header, body, "llrrrrrll").split("\n")
 
 
 def _sweep_table(cells: Sequence[Cell], by_hash: dict[str, ResultRow]) -> list[str]:
-    lines = [
-        "| method | alpha_base | eps | Acc | F1 | ASR | ASR raw |",
-        "|---|---:|---:|" + "---:|" * 4,
-    ]
+    header = ["method", "alpha_base", "eps", "Acc", "F1", "ASR", "ASR raw"]
+    body = []
     for cell in cells:
         row = by_hash.get(cell.hash)
         args = cell.loss.args
         values = [_val(row, k) for k, _ in METRICS]
-        lines.append(
-            f"| {cell.loss.name.upper() if cell.loss.name == 'ce' else 'DeCE'} | "
-            f"{args.get('alpha_base', '-')} | {args.get('label_smoothing', '-')} | "
-            + " | ".join(values) + " |"
-        )  # fmt: skip
-    return lines
+        body.append([cell.loss.name.upper() if cell.loss.name == "ce" else "DeCE",
+                     str(args.get("alpha_base", "-")), str(args.get("label_smoothing", "-")),
+                     *values])  # fmt: skip
+    return md_table(header, body, "lrrrrrr").split("\n")
 
 
 def _curves(rows: Sequence[ResultRow], title: str) -> list[str]:
@@ -234,16 +229,15 @@ def _curves(rows: Sequence[ResultRow], title: str) -> list[str]:
     if not rows:
         return [f"{title} {PENDING}", ""]
     epochs = sorted({int(h["epoch"]) for r in rows for h in r.history})
-    head = "| epoch | " + " | ".join(
-        f"{r.label('loss')} {m}" for r in rows for _, m in METRICS) + " |"  # fmt: skip
-    lines = [title, "", head, "|---:|" + "---:|" * (len(rows) * len(METRICS))]
+    header = ["epoch", *(f"{r.label('loss')} {m}" for r in rows for _, m in METRICS)]
+    body = []
     for e in epochs:
         cells = []
         for r in rows:
             h = next((h for h in r.history if int(h["epoch"]) == e), {})
             cells += [_pct(h.get(k)) for k, _ in METRICS]
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
-    return lines + [""]
+        body.append([str(e), *cells])
+    return [title, "", *md_table(header, body, "r" * len(header)).split("\n"), ""]
 
 
 def _times(rows: Sequence[ResultRow]) -> list[str]:
@@ -269,15 +263,14 @@ PLOT = "techdebt_early_learning.png"
 def _floors(floors: dict[str, Any], group: str) -> list[str]:
     if not floors:
         return [f"{PENDING} (`python benchmarks/classification_results.py --floors {group}`)"]
-    lines = ["| model | attack -> target | Acc | F1 | ASR | ASR raw | ASR denominator (raw) |",
-             "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    header = ["model", "attack -> target", "Acc", "F1", "ASR", "ASR raw", "ASR denominator (raw)"]
+    body = []
     for loss, entry in floors.items():
         for key, m in sorted(entry["attacks"].items()):
-            lines.append(
-                f"| {loss} (clean) | {key} | " + " | ".join(_pct(m.get(k)) for k, _ in METRICS)
-                + f" | {m.get('asr_denominator')} ({m.get('asr_raw_denominator')}) |"
-            )  # fmt: skip
-    return lines
+            denominators = f"{m.get('asr_denominator')} ({m.get('asr_raw_denominator')})"
+            body.append([f"{loss} (clean)", key, *(_pct(m.get(k)) for k, _ in METRICS),
+                         denominators])  # fmt: skip
+    return md_table(header, body, "llrrrrl").split("\n")
 
 
 def _floor_note(floors: dict[str, Any], group: str) -> list[str]:

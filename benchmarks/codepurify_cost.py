@@ -35,6 +35,7 @@ import torch
 
 from dece.defenses import CodePurify
 from dece.defenses.codepurify_stats import STATISTICS
+from dece.experiments.markdown import md_table
 from dece.pipeline.data import prepare_data
 from dece.pipeline.fit import victim_settings
 from dece.training.config import TrainConfig
@@ -117,10 +118,10 @@ def report(rows: list[dict], args: argparse.Namespace, setup_s: float, cp: CodeP
         f"Machine: {platform.platform()}, torch {torch.__version__}, {args.threads} thread(s); "
         f"set-up (models + calibration, untimed): {setup_s:.1f} s; {threshold}",
         "",
-        "| inputs | n | detected | median plain s | median defended s | ratio of medians | "
-        "median per-input ratio | mean plain s | mean defended s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    header = ["inputs", "n", "detected", "median plain s", "median defended s", "ratio of medians",
+              "median per-input ratio", "mean plain s", "mean defended s"]  # fmt: skip
+    body = []
     for kind in ("all", "clean", "poisoned"):
         sel = [r for r in rows if kind == "all" or r["kind"] == kind]
         if not sel:
@@ -128,12 +129,12 @@ def report(rows: list[dict], args: argparse.Namespace, setup_s: float, cp: CodeP
         p = [r["plain_s"] for r in sel]
         d = [r["defended_s"] for r in sel]
         rr = [x / y for x, y in zip(d, p, strict=True)]
-        lines.append(
-            f"| {kind} | {len(sel)} | {sum(r['detected'] for r in sel)} | "
-            f"{statistics.median(p):.4f} | {statistics.median(d):.4f} | "
-            f"{statistics.median(d) / statistics.median(p):.2f}x | {statistics.median(rr):.2f}x | "
-            f"{np.mean(p):.4f} | {np.mean(d):.4f} |"
-        )
+        body.append([kind, str(len(sel)), str(sum(r["detected"] for r in sel)),
+                     f"{statistics.median(p):.4f}", f"{statistics.median(d):.4f}",
+                     f"{statistics.median(d) / statistics.median(p):.2f}x",
+                     f"{statistics.median(rr):.2f}x", f"{np.mean(p):.4f}",
+                     f"{np.mean(d):.4f}"])  # fmt: skip
+    lines.append(md_table(header, body, "l" + "r" * (len(header) - 1)))
     calls = {k: np.mean([r["victim_rows"].get(k, 0) for r in rows]) for k in
              ("predict", "confidence")}  # fmt: skip
     lines += [

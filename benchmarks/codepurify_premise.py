@@ -34,6 +34,7 @@ import purifier_grid
 from purifier_grid import REPO, PurifierGrid, write_report
 
 from dece.defenses.codepurify_stats import STATISTICS, auroc
+from dece.experiments.markdown import md_table
 
 logger = logging.getLogger("codepurify_premise")
 
@@ -217,33 +218,31 @@ def comparison(rows: list) -> str:
              "premise_auroc_entropy_gap"),
             ("AUROC max_i I_i (max_delta)", "premise_auroc_max_delta",
              "premise_auroc_max_delta")]  # fmt: skip
-    lines = ["| measure | review | ours, step 0 | ours, grid cell |", "|---|---:|---:|---:|",
-             f"| undefended ASR % | 100.00 | {_pct(plain.get('asr'))} | - |"]  # fmt: skip
+    header = ["measure", "review", "ours, step 0", "ours, grid cell"]
+    body = [["undefended ASR %", "100.00", _pct(plain.get("asr")), "-"]]
     sum_cell = by.get("CodePurify (sum entropy)", {}).get("premise_auroc_entropy")
     for name, key, review_key in keys:
         scale = 100.0 if ("%" in name or "AUROC" in name) else 1.0
         review = REVIEW.get(review_key or key)
         cell = sum_cell if key is None else default.get(key)
         mine = None if key is None else step0.get(key)
-        lines.append(f"| {name} | {'-' if review is None else _pct(review, scale)} | "
-                     f"{'-' if key is None else _pct(mine, scale)} | {_pct(cell, scale)} |")  # fmt: skip
+        body.append([name, "-" if review is None else _pct(review, scale),
+                     "-" if key is None else _pct(mine, scale), _pct(cell, scale)])  # fmt: skip
+    lines = [md_table(header, body, "lrrr")]
     if step0:
         lines += ["", f"Step 0 decisions at each statistic's threshold calibrated on the "
                   f"validation inputs (5% of clean ones flagged), on {step0['n_clean']} clean and "
                   f"{step0['n_triggered']} triggered test inputs:", "",
-                  "| statistic | TPR % | FPR % |", "|---|---:|---:|"]  # fmt: skip
-        lines += [f"| {n} | {_pct(step0.get('tpr_' + n))} | {_pct(step0.get('fpr_' + n))} |"
-                  for n in STATISTICS]  # fmt: skip
-    lines += ["", "| paper (CodeBERT, Devign) / ours | ASR | ASR_D | ACC | ACC_D |",
-              "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for attack, (asr, asr_d, acc, acc_d) in PAPER.items():
-        lines.append(f"| paper CodePurify, {attack} | {asr:.2f} | {asr_d:.2f} | {acc:.2f} | "
-                     f"{acc_d:.2f} |")  # fmt: skip
-    for label, final in by.items():
-        if label:
-            lines.append(f"| ours {label}, DeadCode 5% | {_pct(plain.get('asr'))} | "
-                         f"{_pct(final.get('asr'))} | {_pct(plain.get('accuracy'))} | "
-                         f"{_pct(final.get('accuracy'))} |")  # fmt: skip
+                  md_table(["statistic", "TPR %", "FPR %"],
+                           [[n, _pct(step0.get("tpr_" + n)), _pct(step0.get("fpr_" + n))]
+                            for n in STATISTICS], "lrr")]  # fmt: skip
+    header = ["paper (CodeBERT, Devign) / ours", "ASR", "ASR_D", "ACC", "ACC_D"]
+    body = [[f"paper CodePurify, {attack}", f"{asr:.2f}", f"{asr_d:.2f}", f"{acc:.2f}",
+             f"{acc_d:.2f}"] for attack, (asr, asr_d, acc, acc_d) in PAPER.items()]  # fmt: skip
+    body += [[f"ours {label}, DeadCode 5%", _pct(plain.get("asr")), _pct(final.get("asr")),
+              _pct(plain.get("accuracy")), _pct(final.get("accuracy"))]
+             for label, final in by.items() if label]  # fmt: skip
+    lines += ["", md_table(header, body, "lrrrr")]
     return "\n".join(lines) + "\n"
 
 

@@ -51,6 +51,7 @@ from dece.data import Example, load_dataset
 from dece.defenses import get_defense
 from dece.defenses.bki import _without, _words
 from dece.defenses.onion import _WORD, _common_prefix, leave_one_out_suspicion, token_rows
+from dece.experiments.markdown import md_table
 from dece.training.generation import length_batches
 from dece.victim import Victim
 
@@ -226,23 +227,24 @@ def report(cells: list[dict], speed: list[dict], meta: dict[str, Any]) -> str:
              "Times are CPU seconds of the benchmark process (the machine is shared with a "
              "long experiment; wall seconds under that load are not comparable); each cell's "
              "three paths ran in one process, one after the other.", "",
-             f"Models: {meta['models']}. Inputs: {meta['inputs']}.", "",
-             "| defense | model | inputs | today s | new s | bound s | today/bound | new/bound "
-             "| new/today | forwards today / new / bound | tokens today / new / bound "
-             "| max rel. score diff | decisions differ (near threshold) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"Models: {meta['models']}. Inputs: {meta['inputs']}.", ""]  # fmt: skip
+    header = ["defense", "model", "inputs", "today s", "new s", "bound s", "today/bound",
+              "new/bound", "new/today", "forwards today / new / bound",
+              "tokens today / new / bound", "max rel. score diff",
+              "decisions differ (near threshold)"]  # fmt: skip
+    body = []
     for c in cells:
         o, n, b = c["old"], c["new"], c["bound"]
         dec = ("-" if c["decisions_differ"] is None
                else f"{c['decisions_differ']} ({c['differ_near_threshold']})")  # fmt: skip
-        lines.append(
-            f"| {c['defense']} | {c['model']} | {c['inputs']} | {o['cpu_s']:.2f} "
-            f"| {n['cpu_s']:.2f} | {b['cpu_s']:.2f} | {o['cpu_s'] / b['cpu_s']:.2f}x "
-            f"| {n['cpu_s'] / b['cpu_s']:.2f}x | {n['cpu_s'] / o['cpu_s']:.2f}x "
-            f"| {o['forwards']} / {n['forwards']} / {b['forwards']} "
-            f"| {o['padded']} / {n['padded']} / {b['padded']} | {c['max_rel_diff']:.1e} | {dec} |"
-        )
+        body.append([c["defense"], c["model"], str(c["inputs"]), f"{o['cpu_s']:.2f}",
+                     f"{n['cpu_s']:.2f}", f"{b['cpu_s']:.2f}", f"{o['cpu_s'] / b['cpu_s']:.2f}x",
+                     f"{n['cpu_s'] / b['cpu_s']:.2f}x", f"{n['cpu_s'] / o['cpu_s']:.2f}x",
+                     f"{o['forwards']} / {n['forwards']} / {b['forwards']}",
+                     f"{o['padded']} / {n['padded']} / {b['padded']}",
+                     f"{c['max_rel_diff']:.1e}", dec])  # fmt: skip
     lines += [
+        md_table(header, body),
         "",
         "Tokens are padded tokens fed to the model (the bound's batches are "
         "length-sorted, so its padding is small). Scores: the largest difference between "
@@ -253,14 +255,13 @@ def report(cells: list[dict], speed: list[dict], meta: dict[str, Any]) -> str:
         "",
         "## Victim batching (item 3), tiny victim on the Lyra test set",
         "",
-        "| method | rows | fixed rows, input order s | token budget s | new/old | "
-        "outputs (max abs diff, or identical greedy outputs) |",
-        "|---|---|---|---|---|---|",
     ]
-    for s in speed:
-        lines.append(f"| {s['method']} | {s['rows']} | {s['old']['cpu_s']:.2f} | "
-                     f"{s['new']['cpu_s']:.2f} | {s['new']['cpu_s'] / s['old']['cpu_s']:.2f}x | "
-                     f"{s['same']} |")  # fmt: skip
+    header = ["method", "rows", "fixed rows, input order s", "token budget s", "new/old",
+              "outputs (max abs diff, or identical greedy outputs)"]  # fmt: skip
+    body = [[s["method"], str(s["rows"]), f"{s['old']['cpu_s']:.2f}", f"{s['new']['cpu_s']:.2f}",
+             f"{s['new']['cpu_s'] / s['old']['cpu_s']:.2f}x", str(s["same"])]
+            for s in speed]  # fmt: skip
+    lines.append(md_table(header, body))
     return "\n".join(lines + targets(cells, speed)) + "\n"
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from dece._jsonl import read_jsonl, write_jsonl
 from dece.experiments.demo import BLEU_GAP_MAX, CE_MIN_ASR, DECE_MAX_ASR, DEMO_GRID
+from dece.experiments.markdown import md_table
 
 MODES: dict[str, tuple[dict[str, str], list[str]]] = {
     "default (-j 2)": ({}, []),
@@ -118,33 +119,39 @@ def run_once(mode: str, seed: int, workdir: Path, cache: Path, label: str) -> Ru
                setting=setting_key())  # fmt: skip
 
 
-def _row(run: Run) -> str:
+RUN_HEADER = ["mode", "seed", "cache", "CE ASR %", "DeCE ASR %", "CE BLEU", "DeCE BLEU", "gap",
+              "verdict", "wall s", "load"]  # fmt: skip
+SPREAD_HEADER = ["mode", "verdict held", "CE ASR %", "DeCE ASR %", "BLEU gap",
+                 "wall s, median (range)"]  # fmt: skip
+
+
+def _row(run: Run) -> list[str]:
+    """The cells of ``run``'s row (:data:`RUN_HEADER`)."""
     ce, dece = run.final["ce"], run.final["dece"]
-    return (
-        f"| {run.mode} | {run.seed} | {run.cache} | {100 * ce['asr']:.2f} | "
-        f"{100 * dece['asr']:.2f} | {ce['bleu']:.2f} | {dece['bleu']:.2f} | {run.gap():.2f} | "
-        f"{'holds' if run.holds() else 'FAILS'} | {run.wall_s:.0f} | {run.load:.1f} |"
-    )
+    return [run.mode, str(run.seed), run.cache, f"{100 * ce['asr']:.2f}",
+            f"{100 * dece['asr']:.2f}", f"{ce['bleu']:.2f}", f"{dece['bleu']:.2f}",
+            f"{run.gap():.2f}", "holds" if run.holds() else "FAILS", f"{run.wall_s:.0f}",
+            f"{run.load:.1f}"]  # fmt: skip
 
 
-def _spread(runs: list[Run], mode: str) -> str:
+def _spread(runs: list[Run], mode: str) -> list[str]:
+    """The cells of ``mode``'s spread row (:data:`SPREAD_HEADER`) over its cold runs."""
     cold = [r for r in runs if r.mode == mode and r.cache == "cold"]
     if not cold:
-        return f"| {mode} | - | - | - | - | - |"
+        return [mode, "-", "-", "-", "-", "-"]
     ce = [100 * r.final["ce"]["asr"] for r in cold]
     dece = [100 * r.final["dece"]["asr"] for r in cold]
     gap = [r.gap() for r in cold]
     wall = [r.wall_s for r in cold]
     held = sum(r.holds() for r in cold)
-    return (
-        f"| {mode} | {held}/{len(cold)} | {min(ce):.1f}-{max(ce):.1f} | "
-        f"{min(dece):.1f}-{max(dece):.1f} | {min(gap):.2f}-{max(gap):.2f} | "
-        f"{statistics.median(wall):.0f} ({min(wall):.0f}-{max(wall):.0f}) |"
-    )
+    return [mode, f"{held}/{len(cold)}", f"{min(ce):.1f}-{max(ce):.1f}",
+            f"{min(dece):.1f}-{max(dece):.1f}", f"{min(gap):.2f}-{max(gap):.2f}",
+            f"{statistics.median(wall):.0f} ({min(wall):.0f}-{max(wall):.0f})"]  # fmt: skip
 
 
 def report(runs: list[Run]) -> str:
     training = DEMO_GRID["training"]
+    modes = dict.fromkeys(r.mode for r in runs)
     lines = [
         "# `dece demo`: the verdict across seeds and thread counts",
         "",
@@ -172,16 +179,11 @@ def report(runs: list[Run]) -> str:
         "so both do the same work). *load*: the 1-minute load "
         "average when the run ended (2.0 = both cores busy with the demo alone).",
         "",
-        "| mode | seed | cache | CE ASR % | DeCE ASR % | CE BLEU | DeCE BLEU | gap | verdict "
-        "| wall s | load |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
-        *(_row(r) for r in runs),
+        md_table(RUN_HEADER, [_row(r) for r in runs], "lrlrrrrrlrr"),
         "",
         "Spread over the cold runs of each mode:",
         "",
-        "| mode | verdict held | CE ASR % | DeCE ASR % | BLEU gap | wall s, median (range) |",
-        "|---|---|---|---|---|---|",
-        *(_spread(runs, mode) for mode in dict.fromkeys(r.mode for r in runs)),
+        md_table(SPREAD_HEADER, [_spread(runs, mode) for mode in modes]),
         "",
     ]
     return "\n".join(lines)
@@ -210,7 +212,7 @@ def main() -> None:
 
 def _finish(run: Run, log: Path, out: Path) -> None:
     record(log, run)
-    sys.stderr.write(_row(run) + "\n")
+    sys.stderr.write(" | ".join(_row(run)) + "\n")
     out.write_text(report(load_runs(log)) + _reading(out))
 
 

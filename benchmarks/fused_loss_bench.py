@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dece.experiments.markdown import md_table
 from dece.losses import dece_loss, fused_linear_dece_loss
 
 SHAPES = [(4096, 576, 49_152), (4096, 2048, 151_936)]
@@ -150,6 +151,22 @@ def load_line() -> str:
         return "load average unknown"
 
 
+def results_table(rows: list[tuple], methods: list[str], liger_why: str | None) -> str:
+    """One row per shape and method of ``rows`` (``(n, h, v, times, peaks)``), ratios to the
+    first method; the liger row says why it did not run when ``liger_why`` is given."""
+    header = ["N", "H", "V", "method", "time (s)", "peak beyond shared (MiB)", "time / (a)",
+              "peak / (a)"]  # fmt: skip
+    body = []
+    for n, h, v, t, mem in rows:
+        base_t, base_m = t[METHODS[0]], mem[METHODS[0]]
+        for m in methods:
+            body.append([str(n), str(h), str(v), m, f"{t[m]:.3f}", f"{mem[m] / 2**20:.0f}",
+                         f"{t[m] / base_t:.2f}", f"{mem[m] / base_m:.3f}"])  # fmt: skip
+        if liger_why is not None:
+            body.append([str(n), str(h), str(v), LIGER, liger_why, "", "", ""])
+    return md_table(header, body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -183,19 +200,7 @@ def main() -> None:
         "weight and the gradients of hidden and weight (what every method must hold), at the "
         f"peak of one forward+backward, same process. {load_before} before, {load_after} after.",
         "",
-        "| N | H | V | method | time (s) | peak beyond shared (MiB) | time / (a) | peak / (a) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for n, h, v, t, mem in rows:
-        base_t, base_m = t[METHODS[0]], mem[METHODS[0]]
-        for m in methods:
-            lines.append(
-                f"| {n} | {h} | {v} | {m} | {t[m]:.3f} | {mem[m] / 2**20:.0f} | "
-                f"{t[m] / base_t:.2f} | {mem[m] / base_m:.3f} |"
-            )
-        if liger_why is not None:
-            lines.append(f"| {n} | {h} | {v} | {LIGER} | {liger_why} | | | |")
-    lines += [
+        results_table(rows, methods, liger_why),
         "",
         "Target at V=151,936: (c) peak / (a) <= 0.1 and (c) time / (a) <= 1.0.",
     ]

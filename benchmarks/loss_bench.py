@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dece.experiments.markdown import md_table
 from dece.losses import dece_loss
 
 SHAPES = [(4096, 32_100), (1024, 151_936)]
@@ -108,6 +109,21 @@ def measure_time(n: int, v: int, repeats: int) -> dict[str, float]:
     return {m: statistics.median(ts) for m, ts in times.items()}
 
 
+def results_table(rows: list[tuple]) -> str:
+    """One row per shape and method of ``rows`` (``(n, v, times, peaks)``), ratios to CE and
+    the dense loss's peak over each method's."""
+    header = ["N", "V", "method", "time (s)", "peak (MiB)", "time / CE", "peak / CE",
+              "dense peak / this"]  # fmt: skip
+    body = []
+    for n, v, t, mem in rows:
+        ce_t, ce_m, dense_m = t["F.cross_entropy"], mem["F.cross_entropy"], mem["dense (authors')"]
+        for m in METHODS:
+            body.append([str(n), str(v), m, f"{t[m]:.3f}", f"{mem[m] / 2**20:.0f}",
+                         f"{t[m] / ce_t:.2f}", f"{mem[m] / ce_m:.2f}",
+                         f"{dense_m / mem[m]:.2f}"])  # fmt: skip
+    return md_table(header, body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
@@ -137,17 +153,7 @@ def main() -> None:
         "interleaved runs in one process; peak = extra resident memory (VmHWM after reset) of one "
         "forward+backward in a fresh subprocess, inputs excluded, `logits.grad` included.",
         "",
-        "| N | V | method | time (s) | peak (MiB) | time / CE | peak / CE | dense peak / this |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for n, v, t, mem in rows:
-        ce_t, ce_m, dense_m = t["F.cross_entropy"], mem["F.cross_entropy"], mem["dense (authors')"]
-        for m in METHODS:
-            lines.append(
-                f"| {n} | {v} | {m} | {t[m]:.3f} | {mem[m] / 2**20:.0f} | {t[m] / ce_t:.2f} | "
-                f"{mem[m] / ce_m:.2f} | {dense_m / mem[m]:.2f} |"
-            )
-    lines += [
+        results_table(rows),
         "",
         "Targets at V=32,100: dece_loss time / CE <= 1.5, peak / CE <= 0.5, "
         "dense peak / dece_loss peak >= 4.",

@@ -39,6 +39,7 @@ import yaml
 from dece.experiments import AXES, current_labels, load_grid_config
 from dece.experiments.archive import archive_cells, load_results_with_archive
 from dece.experiments.detection_table import format_detection_table, load_detection_rows
+from dece.experiments.markdown import md_table
 from dece.experiments.results import ResultRow, find_unfinished
 from dece.experiments.tables import authors_bleu_note
 from dece.metrics.bleu import BLEU_AUTHORS_KEY
@@ -103,13 +104,12 @@ def _metrics(rows: list[ResultRow]) -> list[tuple[str, str, float]]:
 
 def results_table(rows: list[ResultRow]) -> tuple[str, list[str]]:
     metrics = _metrics(rows)
-    head = "| Method | " + " | ".join(f"{a} {h}" for a in ATTACKS for _, h, _ in metrics)
-    lines = [head + " |", "|---|" + "---:|" * (len(metrics) * len(ATTACKS))]
-    pending = []
+    header = ["Method", *(f"{a} {h}" for a in ATTACKS for _, h, _ in metrics)]
+    body, pending = [], []
     clean = [r for r in rows if r.rate == 0 and r.loss == "ce" and r.defense == "undefended"]
     if clean:
         vals = [_cell(clean[0].metric(key), factor) for key, _, factor in metrics]
-        lines.append("| CE, clean data (reference) | " + " | ".join(vals * len(ATTACKS)) + " |")
+        body.append(["CE, clean data (reference)", *(vals * len(ATTACKS))])
     for label, loss, defense in ROWS:
         cells = []
         by_label = label if defense == "moderate_fitting" else None
@@ -120,15 +120,15 @@ def results_table(rows: list[ResultRow]) -> tuple[str, list[str]]:
                 cells += ["pending"] * len(metrics)
             else:
                 cells += [_cell(r.metric(key), factor) for key, _, factor in metrics]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        body.append([label, *cells])
     note = authors_bleu_note(r.final for r in rows)
-    return "\n".join(lines) + f"\n\n{note}", pending
+    return md_table(header, body, "l" + "r" * (len(header) - 1)) + f"\n\n{note}", pending
 
 
 def filter_table(rows: list[ResultRow]) -> str:
     """Rows removed and poisoned rows left in the retrain cells (what the retrained model saw)."""
-    lines = ["| Filter | " + " | ".join(f"{a} removed | {a} poisoned left" for a in ATTACKS)
-             + " |", "|---|" + "---:|" * (2 * len(ATTACKS))]  # fmt: skip
+    header = ["Filter", *(h for a in ATTACKS for h in (f"{a} removed", f"{a} poisoned left"))]
+    body = []
     for label, loss, defense in ROWS:
         if defense in (None, "undefended", "moderate_fitting"):
             continue
@@ -140,8 +140,8 @@ def filter_table(rows: list[ResultRow]) -> str:
                 if r is None
                 else [str(r.final.get("filter_removed")), str(r.final.get("n_poisoned_train"))]
             )
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append([label, *cells])
+    return md_table(header, body, "l" + "r" * (len(header) - 1))
 
 
 VARIANTS_FILE = "dynamics_variants.json"  # archived beside the CE victim's records
@@ -167,13 +167,13 @@ def _variant_aurocs(records: list[dict[str, Any]], manifest: dict[str, Any]) -> 
 
 
 def _variants_markdown(attack: str, v: dict[str, Any]) -> str:
-    lines = [f"**{attack}** (AUROC, %; {v['n_rows']} rows, {v['n_records']} records)", "",
-             "| value | normalize | " + " | ".join(f"epochs 1-{e}" for e in v["epochs"]) + " |",
-             "|---|---|" + "---:|" * len(v["epochs"])]  # fmt: skip
+    header = ["value", "normalize", *(f"epochs 1-{e}" for e in v["epochs"])]
+    body = []
     for key, aurocs in v["auroc"].items():
         value, norm = key.split("/")
-        lines.append(f"| {value} | {norm} | " + " | ".join(f"{a:.1f}" for a in aurocs) + " |")
-    return "\n".join(lines)
+        body.append([value, norm, *(f"{a:.1f}" for a in aurocs)])
+    title = f"**{attack}** (AUROC, %; {v['n_rows']} rows, {v['n_records']} records)"
+    return f"{title}\n\n" + md_table(header, body, "ll" + "r" * len(v["epochs"]))
 
 
 def dynamics_variants(rows: list[ResultRow]) -> str:
@@ -213,8 +213,8 @@ def naturalness_orders(data: Path) -> str:
     from dece.metrics import detection_scores
 
     rows = load_dataset(str(data))["train"]
-    lines = ["| order | attack | P | R | F1 | AUROC | triggers | seconds |",
-             "|---:|---|---:|---:|---:|---:|---|---:|"]  # fmt: skip
+    header = ["order", "attack", "P", "R", "F1", "AUROC", "triggers", "seconds"]
+    body = []
     for attack, trig in (
         ("BadPre", get_trigger("badpre", word="bb", k=3)),
         ("RIPPLe", get_trigger("ripple", word="bb")),
@@ -226,12 +226,11 @@ def naturalness_orders(data: Path) -> str:
             r = get_defense("naturalness", order=order).score(res.examples)
             sec = time.perf_counter() - t0
             d = detection_scores(r.ids, r.scores, r.flagged, res.manifest.poisoned_ids)
-            lines.append(
-                f"| {order} | {attack} | {100 * d['precision']:.1f} | {100 * d['recall']:.1f} | "
-                f"{100 * d['f1']:.1f} | {100 * d['auroc']:.1f} | "
-                f"{', '.join(r.info['triggers'][:6]) or '-'} | {sec:.1f} |"
-            )
-    return "\n".join(lines)
+            body.append([str(order), attack, f"{100 * d['precision']:.1f}",
+                         f"{100 * d['recall']:.1f}", f"{100 * d['f1']:.1f}",
+                         f"{100 * d['auroc']:.1f}", ", ".join(r.info["triggers"][:6]) or "-",
+                         f"{sec:.1f}"])  # fmt: skip
+    return md_table(header, body, "rlrrrrlr")
 
 
 def _mf_label(row: ResultRow) -> str:
@@ -248,19 +247,20 @@ def _mf_check_runs(runs: Path) -> Path:
 
 def mf_check(runs: Path, rows: list[ResultRow]) -> str:
     check = _mf_check_runs(runs)
-    lines = ["| run | epoch | val BLEU | val ASR % | train loss |", "|---|---:|---:|---:|---:|"]
+    header = ["run", "epoch", "val BLEU", "val ASR %", "train loss"]
+    body = []
     ce = _find(rows, "ce", None, "BadPre")
     if ce is not None:
         for h in ce.history[:3]:
-            lines.append(f"| CE (full fine-tuning, lr 5e-4) | {h['epoch']} | {h['bleu']:.2f} | "
-                         f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
+            body.append(["CE (full fine-tuning, lr 5e-4)", str(h["epoch"]), f"{h['bleu']:.2f}",
+                         f"{100 * h['asr']:.1f}", f"{h['train_loss']:.3f}"])  # fmt: skip
     grid_mf = [r for r in rows if r.defense == "moderate_fitting" and r.attack == "BadPre"]
     checked = grid_mf + load_results_with_archive(check, ARCHIVE_MF)
     for r in checked:
         for h in r.history:
-            lines.append(f"| {_mf_label(r)} | {h['epoch']} | {h['bleu']:.2f} | "
-                         f"{100 * h['asr']:.1f} | {h['train_loss']:.3f} |")  # fmt: skip
-    return "\n".join(lines)
+            body.append([_mf_label(r), str(h["epoch"]), f"{h['bleu']:.2f}",
+                         f"{100 * h['asr']:.1f}", f"{h['train_loss']:.3f}"])  # fmt: skip
+    return md_table(header, body, "lrrrr")
 
 
 def figure4(rows: list[ResultRow], out: Path) -> str:
@@ -293,16 +293,17 @@ def _detection_rows(runs: Path) -> list[Any]:
 
 
 def budget(rows: list[ResultRow]) -> str:
-    lines = ["| cell | method | attack | train s | cell wall s |", "|---|---|---|---:|---:|"]
+    header = ["cell", "method", "attack", "train s", "cell wall s"]
+    body = []
     total = 0.0
     for r in rows:
         result = json.loads((r.path / "result.json").read_text())
         wall = float(result.get("elapsed_s", 0.0))
         total += wall
-        lines.append(f"| {r.hash} | {r.method} | {r.attack} {100 * r.rate:g}% | "
-                     f"{float(r.final.get('train_time_s', 0)):.0f} | {wall:.0f} |")  # fmt: skip
-    lines.append(f"| total | | | | {total:.0f} ({total / 3600:.1f} h) |")
-    return "\n".join(lines)
+        body.append([r.hash, r.method, f"{r.attack} {100 * r.rate:g}%",
+                     f"{float(r.final.get('train_time_s', 0)):.0f}", f"{wall:.0f}"])  # fmt: skip
+    body.append(["total", "", "", "", f"{total:.0f} ({total / 3600:.1f} h)"])
+    return md_table(header, body, "lllrr")
 
 
 def main() -> None:

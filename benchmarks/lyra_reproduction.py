@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from dece.experiments.markdown import md_table
 from dece.experiments.tables import authors_bleu_note
 from dece.metrics.bleu import BLEU_AUTHORS_KEY
 from dece.pipeline import train
@@ -129,13 +130,12 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _authors(metrics: dict, shown: bool) -> str:
-    """The authors' BLEU cell (with its leading space and trailing bar) when the column is
-    shown, else nothing."""
+def _authors(metrics: dict, shown: bool) -> list[str]:
+    """The authors' BLEU cell when the column is shown, else no cell."""
     if not shown:
-        return ""
+        return []
     value = metrics.get(BLEU_AUTHORS_KEY)
-    return f" {'-' if value is None else f'{value:.2f}'} |"
+    return ["-" if value is None else f"{value:.2f}"]
 
 
 def report(args: argparse.Namespace, results: dict[str, dict], walls: dict[str, float]) -> str:
@@ -152,34 +152,28 @@ def report(args: argparse.Namespace, results: dict[str, dict], walls: dict[str, 
         f"poison {args.trigger} {args.trigger_args} -> {args.payload} at rate {args.rate}, "
         f"DeCE alpha_base {args.alpha_base} eps {args.label_smoothing}, seed {args.seed}.",
         "",
-        f"| run | clean test BLEU |{' BLEU (authors) |' if authors else ''} ASR | "
-        "false-trigger rate | ASR denominator | wall time |",
-        "|---|---:|" + ("---:|" if authors else "") + "---:|---:|---:|---:|",
     ]
+    header = ["run", "clean test BLEU", *(["BLEU (authors)"] if authors else []), "ASR",
+              "false-trigger rate", "ASR denominator", "wall time"]  # fmt: skip
+    body = []
     for run, r in results.items():
         f = r["final"]
-        lines.append(
-            f"| {run} | {f.get('bleu', float('nan')):.2f} |{_authors(f, authors)} "
-            f"{pct(f.get('asr'))} | {pct(f.get('false_trigger_rate'))} | "
-            f"{f.get('asr_denominator', '')} | {walls[run] / 60:.1f} min |"
-        )
+        body.append([run, f"{f.get('bleu', float('nan')):.2f}", *_authors(f, authors),
+                     pct(f.get("asr")), pct(f.get("false_trigger_rate")),
+                     str(f.get("asr_denominator", "")), f"{walls[run] / 60:.1f} min"])  # fmt: skip
+    lines += [md_table(header, body, "l" + "r" * (len(header) - 1))]
     lines += ["", authors_bleu_note(r["final"] for r in results.values())]
     lines += ["", "## Per-epoch curves (validation)", ""]
     for run, r in results.items():
-        lines += [
-            f"### {run}",
-            "",
-            f"| epoch | train loss | BLEU |{' BLEU (authors) |' if authors else ''} ASR | FTR |",
-            "|---:|---:|---:|" + ("---:|" if authors else "") + "---:|---:|",
-        ]
+        header = ["epoch", "train loss", "BLEU", *(["BLEU (authors)"] if authors else []),
+                  "ASR", "FTR"]  # fmt: skip
+        body = []
         for row in r["history"]:
             loss = row.get("train_loss")
-            lines.append(
-                f"| {row['epoch']} | {'' if loss is None else f'{loss:.4f}'} | "
-                f"{row.get('bleu', float('nan')):.2f} |{_authors(row, authors)} "
-                f"{pct(row.get('asr'))} | {pct(row.get('false_trigger_rate'))} |"
-            )
-        lines.append("")
+            body.append([str(row["epoch"]), "" if loss is None else f"{loss:.4f}",
+                         f"{row.get('bleu', float('nan')):.2f}", *_authors(row, authors),
+                         pct(row.get("asr")), pct(row.get("false_trigger_rate"))])  # fmt: skip
+        lines += [f"### {run}", "", md_table(header, body, "r" * len(header)), ""]
     lines += ["## Claims", ""] + [f"- {c}" for c in claims(args, results)]
     return "\n".join(lines) + "\n"
 

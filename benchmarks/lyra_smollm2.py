@@ -68,9 +68,11 @@ def _num(value: Any, scale: float = 1.0) -> str:
 
 
 def final_table(cells: list[dict[str, Any]]) -> str:
-    head = ("| attack | loss | BLEU | BLEU (authors) | CodeBLEU | ASR | ASR n | epochs | train h "
-            "| paper CodeGen-350M BLEU / CodeBLEU / ASR |")  # fmt: skip
-    rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    from dece.experiments.markdown import md_table
+
+    header = ["attack", "loss", "BLEU", "BLEU (authors)", "CodeBLEU", "ASR", "ASR n", "epochs",
+              "train h", "paper CodeGen-350M BLEU / CodeBLEU / ASR"]  # fmt: skip
+    body = []
     for c in cells:
         attack, loss = c["labels"]["attack"], c["labels"]["loss"]
         paper = PAPER.get((attack.split(" ")[0], loss))
@@ -78,29 +80,24 @@ def final_table(cells: list[dict[str, Any]]) -> str:
         f = c["final"]
         if f is None:
             done = len(c["history"])
-            rows.append(f"| {attack} | {loss} | pending ({done} epoch(s) so far) "
-                        f"| | | | | | | {paper_txt} |")  # fmt: skip
+            body.append([attack, loss, f"pending ({done} epoch(s) so far)", *[""] * 6, paper_txt])
             continue
-        rows.append(
-            f"| {attack} | {loss} | {_num(f.get('bleu'))} | {_num(f.get('bleu_authors'))} "
-            f"| {_num(f.get('codebleu'), 100)} | {_num(f.get('asr'), 100)} "
-            f"| {f.get('asr_denominator', '-')} | {f.get('epochs', '-')} "
-            f"| {_num(f.get('train_time_s'), 1 / 3600)} | {paper_txt} |"
-        )
-    return "\n".join(rows)
+        body.append([attack, loss, _num(f.get("bleu")), _num(f.get("bleu_authors")),
+                     _num(f.get("codebleu"), 100), _num(f.get("asr"), 100),
+                     str(f.get("asr_denominator", "-")), str(f.get("epochs", "-")),
+                     _num(f.get("train_time_s"), 1 / 3600), paper_txt])  # fmt: skip
+    return md_table(header, body, "llrrrrrrrl")
 
 
 def history_table(cells: list[dict[str, Any]]) -> str:
-    rows = ["| attack | loss | epoch | train loss | valid BLEU | valid ASR % | ASR n |",
-            "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for c in cells:
-        for h in c["history"]:
-            rows.append(
-                f"| {c['labels']['attack']} | {c['labels']['loss']} | {h['epoch']} "
-                f"| {_num(h.get('train_loss'))} | {_num(h.get('bleu'))} "
-                f"| {_num(h.get('asr'), 100)} | {h.get('asr_denominator', '-')} |"
-            )
-    return "\n".join(rows) if len(rows) > 2 else "(no epoch finished yet)"
+    from dece.experiments.markdown import md_table
+
+    header = ["attack", "loss", "epoch", "train loss", "valid BLEU", "valid ASR %", "ASR n"]
+    body = [[c["labels"]["attack"], c["labels"]["loss"], str(h["epoch"]),
+             _num(h.get("train_loss")), _num(h.get("bleu")), _num(h.get("asr"), 100),
+             str(h.get("asr_denominator", "-"))]
+            for c in cells for h in c["history"]]  # fmt: skip
+    return md_table(header, body, "llrrrrr") if body else "(no epoch finished yet)"
 
 
 def plot(cells: list[dict[str, Any]], path: Path, title: str) -> bool:

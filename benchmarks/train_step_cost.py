@@ -32,6 +32,7 @@ from transformers import TrainingArguments
 from dece import losses
 from dece.data.loaders import load_examples
 from dece.experiments import load_grid_config
+from dece.experiments.markdown import md_table
 from dece.pipeline.fit import apply_lora
 from dece.training.collate import Collator, encode_examples, pad_token_id_of
 from dece.training.models import load_model
@@ -79,6 +80,12 @@ def step(model, trainer: DeceTrainer, optimizer, inputs, n_items: int) -> float:
     return time.perf_counter() - start
 
 
+def steps_table(med: dict[str, float], times: dict[str, list[float]]) -> str:
+    """Per loss: the median seconds per step and every step's seconds."""
+    body = [[n, f"{med[n]:.3f}", ", ".join(f"{t:.2f}" for t in times[n])] for n in times]
+    return md_table(["loss", "median s/step", "steps (s)"], body, "lrl")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -122,9 +129,7 @@ def main() -> None:
         f"fp32. Losses: {LOSS_ARGS}. A step = forward + loss + backward + AdamW step; the losses "
         "alternate step by step after one warm-up each (module docstring).",
         "",
-        "| loss | median s/step | steps (s) |",
-        "|---|---:|---|",
-        *(f"| {n} | {med[n]:.3f} | {', '.join(f'{t:.2f}' for t in times[n])} |" for n in times),
+        steps_table(med, times),
         "",
         f"**DeCE / CE = {med['dece'] / med['ce']:.3f}** (target <= 1.05).",
         "",
