@@ -8,6 +8,8 @@ pairs included) to
 - :meth:`Victim.confidence` -> ``[N]`` the model's confidence in a *given* output: the probability
   of the given label (classification), or the mean per-token probability of the given output
   sequence, teacher-forced (generation; CodePurify's Eq. 1);
+- :meth:`Victim.predict_with_confidence` -> the prediction and the confidence in it (a
+  classifier's from one forward per row);
 - :meth:`Victim.example_loss` -> ``[N]`` the mean per-token cross-entropy of each example's
   reference (its target, or its label for classification);
 - :meth:`Victim.embed` -> ``[N, H]`` one representation per input (the input of Spectral
@@ -203,6 +205,32 @@ class Victim:
         )  # fmt: skip
         self._timed("predict", len(examples), t0)
         return out
+
+    def predict_with_confidence(self, examples: Sequence[Example]) -> tuple[list[str], np.ndarray]:
+        """:meth:`predict` and ``[N]`` :meth:`confidence` in each prediction. A classifier gives
+        both from one forward per row (the label of the largest logit and its probability: the
+        input is not run twice); a generation victim decodes, then scores its outputs."""
+        examples = check_examples(examples)
+        if self.task != "classification":
+            predictions = self.predict(examples)
+            return predictions, self.confidence(examples, predictions)
+        t0 = time.perf_counter()
+        labels = list(self.labels or [])
+        encoded = self.encode_inputs(examples)
+        predictions = [""] * len(examples)
+        prob = np.zeros(len(examples))
+        pad, device = pad_token_id_of(self.tokenizer), _model_device(self.model)
+        with _eval_mode(self.model), torch.inference_mode():
+            for idx in self._batches([len(r) for r in encoded]):
+                ids, mask = _right_pad([encoded[i] for i in idx], pad)
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+                logp = torch.log_softmax(logits.logits.float(), dim=-1)  # [B, C]
+                top = logp.argmax(-1)  # [B]
+                prob[idx] = logp.gather(1, top.unsqueeze(1)).squeeze(1).exp().cpu().numpy()
+                for i, k in zip(idx, top.tolist(), strict=True):
+                    predictions[i] = labels[k]
+        self._timed("predict", len(examples), t0)
+        return predictions, prob
 
     # ------------------------------------------------------------------------------ scores
     def confidence(self, examples: Sequence[Example], outputs: Sequence[str]) -> np.ndarray:

@@ -123,6 +123,30 @@ def test_classifier_predicts_dataset_labels_confidence_and_pooled_embedding(tok)
         victim.confidence(rows[:1], ["maybe"])
 
 
+@pytest.mark.parametrize("task", ["classification", "seq2seq"])
+def test_predict_with_confidence_is_predict_then_confidence(tok, task):
+    """A classifier runs each row once (counted) and gives the labels and probabilities of the
+    two-pass oracle, on every batching; a generation victim decodes, then scores its outputs."""
+    model = (
+        _bert(tok, labels=("neg", "pos")) if task == "classification" else _model(task, len(tok))
+    )
+    victim = Victim(model, tok, task, batch_size=2, max_new_tokens=5)
+    rows = [Example(ex.id, ex.source, "", label="pos") for ex in ROWS]
+    expected = victim.predict(rows)
+    expected_p = victim.confidence(rows, expected)
+    rows_run: list[int] = []  # rows per classifier forward
+    if task == "classification":
+        model.register_forward_pre_hook(lambda _m, _a, kw: rows_run.append(len(kw["input_ids"])),
+                                        with_kwargs=True)  # fmt: skip
+    for tokens in (Victim.batch_tokens, None, 8):  # by budget, fixed rows, one or two per batch
+        victim.batch_tokens = tokens
+        rows_run.clear()
+        labels, prob = victim.predict_with_confidence(rows)
+        assert labels == expected
+        np.testing.assert_allclose(prob, expected_p, rtol=1e-5)
+        assert sum(rows_run) == (len(rows) if task == "classification" else 0)  # each row once
+
+
 def test_text_pairs_are_encoded_as_the_tokenizer_encodes_pairs(tok):
     victim = Victim(_bert(tok), tok, "classification", max_source_length=512)
     pair = Example("p", "int a = 1 ;", "", label="1", source_pair="int b = 2 ;")

@@ -25,6 +25,7 @@ __all__ = [
     "DiskCache",
     "calibrate_threshold",
     "default_cache_dir",
+    "predict_with_confidence",
     "side_text",
     "stable_key",
     "texts_of",
@@ -59,6 +60,20 @@ def side_text(example: Example, side: str) -> str:
 
 def with_side_text(example: Example, side: str, text: str) -> Example:
     return replace(example, source=text) if side == "source" else replace(example, source_pair=text)
+
+
+def predict_with_confidence(victim: Any, rows: list[Example]) -> tuple[list[str], np.ndarray]:
+    """The victim's predictions and ``[N]`` its confidence in each: one forward per input where
+    the victim offers it (:meth:`dece.victim.Victim.predict_with_confidence`), else ``predict``
+    then ``confidence`` (a victim without that method runs each input twice)."""
+    if not rows:
+        return [], np.zeros(0)
+    both = getattr(victim, "predict_with_confidence", None)
+    if both is not None:
+        predictions, conf = both(rows)
+        return list(predictions), np.asarray(conf, dtype=float)
+    predictions = list(victim.predict(rows))
+    return predictions, np.asarray(victim.confidence(rows, predictions), dtype=float)
 
 
 def calibrate_threshold(clean_values: Sequence[float], fraction: float, *, below: bool) -> float:

@@ -70,6 +70,7 @@ from dece.defenses._support import (
     DiskCache,
     calibrate_threshold,
     default_cache_dir,
+    predict_with_confidence,
     side_text,
     stable_key,
     texts_of,
@@ -113,7 +114,10 @@ KEEPS = ("keywords", "keywords+punctuation")  # what a masked statement keeps (c
 #: 3 (issue 27): the victim predicts in length-sorted batches by a token budget
 #: (:data:`dece.victim.BATCHING_REVISION`), which can shift a greedy output.
 #: 4 (issue 24): default statistic ``entropy_gap``, declared on validation inputs (module docstring).
-REVISION = 4
+#: 5 (issue 27): a classifier's prediction and its confidence come from one forward
+#: (:meth:`dece.victim.Victim.predict_with_confidence`), not from two passes over the input in
+#: different batches: float-level differences that can move a score across a threshold.
+REVISION = 5
 _KINDS = {"both": ("identifier", "statement"), "identifiers": ("identifier",),
           "statements": ("statement",)}  # fmt: skip
 
@@ -327,29 +331,39 @@ class CodePurify(Purifier):
     def analyse(self, examples: Sequence[Example], victim: Victim) -> list[ScoredInput]:
         """Elements, prediction, suspicion scores and entropy of every input (steps 1-3)."""
         rows = check_examples(examples)
-        predictions = self._predict(rows, victim)
+        predictions, base = self._predict(rows, victim)
         out: list[ScoredInput] = []
         for start in range(0, len(rows), self.chunk):
-            out += self._analyse_chunk(rows[start : start + self.chunk],
-                                       predictions[start : start + self.chunk], victim)  # fmt: skip
+            part = slice(start, start + self.chunk)
+            out += self._analyse_chunk(rows[part], predictions[part], victim, base[part])
         return out
 
-    def _predict(self, rows: list[Example], victim: Victim) -> list[str]:
+    def _predict(self, rows: list[Example], victim: Victim) -> tuple[list[str], list[float | None]]:
         """The victim's predictions, from the disk cache when it already made them (greedy
-        decoding is deterministic for given weights and settings)."""
+        decoding is deterministic for given weights and settings), and the input's measure
+        (:meth:`_measure`) where the prediction's forward gave it: a classifier's prediction
+        and its confidence come from one forward (revision 5), so the input is not run again;
+        None where it is still to be measured (generation, or a prediction from the cache)."""
         if not rows:
-            return []
+            return [], []
         ident = victim_identity(victim) if self.cache else None
-        if ident is None:
-            return victim.predict(rows)
         keys = [stable_key("prediction", ident, ex.source, ex.source_pair) for ex in rows]
-        found = self._cache().get_many(keys)
+        found = self._cache().get_many(keys) if ident is not None else {}
         todo = [i for i, k in enumerate(keys) if k not in found]
+        base: list[float | None] = [None] * len(rows)
         if todo:
-            for i, pred in zip(todo, victim.predict([rows[i] for i in todo]), strict=True):
+            todo_rows = [rows[i] for i in todo]
+            if victim.task == "classification":
+                preds, conf = predict_with_confidence(victim, todo_rows)
+                for i, c in zip(todo, self._from_confidence(conf), strict=True):
+                    base[i] = float(c)
+            else:
+                preds = victim.predict(todo_rows)
+            for i, pred in zip(todo, preds, strict=True):
                 found[keys[i]] = pred
-                self._cache().put(keys[i], pred)
-        return [found[k] for k in keys]
+                if ident is not None:
+                    self._cache().put(keys[i], pred)
+        return [found[k] for k in keys], base
 
     def elements(self, example: Example) -> list[Element]:
         """The elements of ``example`` this level masks (natural language: words)."""
@@ -357,23 +371,28 @@ class CodePurify(Purifier):
         return [e for e in self._all_elements(example) if e.kind in kinds or e.kind == "word"]
 
     def _analyse_chunk(
-        self, rows: list[Example], preds: list[str], victim: Victim
-    ) -> list[ScoredInput]:
+        self, rows: list[Example], preds: list[str], victim: Victim,
+        known: list[float | None],
+    ) -> list[ScoredInput]:  # fmt: skip
         """Scores every element of every kind (level ``both``) — from the disk cache when this
-        victim already scored the same input with the same masking — then keeps the level's."""
+        victim already scored the same input with the same masking — then keeps the level's.
+        ``known``: each input's own measure where the prediction already gave it."""
         elements = [self._in_window(ex, self._all_elements(ex), victim) for ex in rows]
         keys = self._cache_keys(rows, preds, victim)
         found = self._cache().get_many([k for k in keys if k]) if any(keys) else {}
         todo = [i for i, k in enumerate(keys) if not k or k not in found]
         variants = [self.masked(rows[i], el, victim) for i in todo for el in elements[i]]
         outputs = [preds[i] for i in todo for _ in elements[i]]
-        base = self._measure([rows[i] for i in todo], [preds[i] for i in todo], victim)  # [T]
+        unknown = [i for i in todo if known[i] is None]  # the inputs still to be measured
+        measured = self._measure([rows[i] for i in unknown], [preds[i] for i in unknown], victim)
+        base = {i: known[i] for i in todo}
+        base.update(zip(unknown, measured.tolist(), strict=True))
         masked = self._measure(variants, outputs, victim)  # [sum n_i]
         offset = 0
-        for j, i in enumerate(todo):
+        for i in todo:
             n = len(elements[i])
             values = masked[offset : offset + n].tolist()
-            found[keys[i] or f"_{i}"] = {"base": float(base[j]), "values": values}
+            found[keys[i] or f"_{i}"] = {"base": float(base[i]), "values": values}
             offset += n
             if keys[i]:
                 self._cache().put(keys[i], found[keys[i]])
@@ -429,16 +448,21 @@ class CodePurify(Purifier):
                 for ex, p in zip(rows, preds, strict=True)]  # fmt: skip
 
     def _measure(self, rows: list[Example], outputs: list[str], victim: Victim) -> np.ndarray:
+        """``[N]`` what a suspicion compares: the confidence in each output (``delta``) or its
+        mean token NLL (``nll``)."""
         if not rows:
             return np.zeros(0)
-        if self.score == "delta":
-            return victim.confidence(rows, outputs)
-        if victim.task == "classification":
-            return -np.log(np.clip(victim.confidence(rows, outputs), 1e-12, None))
+        if self.score == "delta" or victim.task == "classification":
+            return self._from_confidence(victim.confidence(rows, outputs))
         from dataclasses import replace
 
         pairs = zip(rows, outputs, strict=True)
         return victim.example_loss([replace(r, target=o) for r, o in pairs])
+
+    def _from_confidence(self, conf: np.ndarray) -> np.ndarray:
+        """The measure of a confidence: itself (``delta``) or, a classifier's NLL, ``-log``."""
+        conf = np.asarray(conf, dtype=float)
+        return conf if self.score == "delta" else -np.log(np.clip(conf, 1e-12, None))
 
     def masked(self, example: Example, element: Element, victim: Victim) -> Example:
         """The variant of ``example`` with ``element`` masked, as the victim sees it."""

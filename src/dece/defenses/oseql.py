@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dece.data import Example, check_examples
-from dece.defenses._support import calibrate_threshold, side_text, with_side_text
+from dece.defenses._support import (
+    calibrate_threshold,
+    predict_with_confidence,
+    side_text,
+    with_side_text,
+)
 from dece.defenses.base import DEFENSES, Change, Purifier, PurifyResult
 from dece.defenses.code_elements import extract_elements
 
@@ -123,8 +128,7 @@ class OSeqL(Purifier):
             raise ValueError(
                 f"oseql works on classification victims only (as in its paper); got {victim.task}"
             )
-        preds = victim.predict(rows) if rows else []
-        base = victim.confidence(rows, preds) if rows else np.zeros(0)
+        preds, base = predict_with_confidence(victim, rows)  # [N]: each input run once
         spans = [self.units(side_text(ex, self.side)) for ex in rows]
         variants = [with_side_text(ex, self.side, _remove(side_text(ex, self.side), sp))
                     for ex, lines in zip(rows, spans, strict=True) for sp in lines]  # fmt: skip
