@@ -37,7 +37,7 @@ from dece.defenses import CodePurify
 from dece.defenses.codepurify_stats import STATISTICS
 from dece.pipeline.data import prepare_data
 from dece.pipeline.fit import victim_settings
-from dece.training.config import TrainConfig
+from dece.training.config import ResolvedTrainConfig
 from dece.victim import Victim
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     run = Path(args.run)
-    cfg = TrainConfig.from_yaml(run / "config.yaml").resolved()
+    cfg = ResolvedTrainConfig.from_yaml(run / "config.yaml")
     bundle = prepare_data(cfg)
     victim = Victim.load(run / "model", **victim_settings(cfg))
     cp = CodePurify(normalisation=args.normalisation, clean_fraction=args.clean_fraction,

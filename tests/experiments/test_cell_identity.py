@@ -4,7 +4,6 @@ the shipped configs through YAML. The archived cells: test_archived_cells.py."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ def _hashes(training: dict[str, Any], **grid: Any) -> list[str]:
 def test_the_declaration_covers_the_runners_settings_and_names_train_config_fields():
     from dece.training.config import TrainConfig
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = set(TrainConfig.model_fields)
     assert set(OPERATIONAL_VALUES) == OPERATIONAL_TRAINING_KEYS <= fields
     assert set(RESUME_SETTINGS) <= OPERATIONAL_TRAINING_KEYS
     assert HASHED_OPERATIONAL_KEYS <= OPERATIONAL_TRAINING_KEYS
