@@ -90,6 +90,10 @@ class _Schema(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data (nested specs as mappings), in declaration order."""
+        return self.model_dump()
+
     @classmethod
     def validate_mapping(cls, data: Any) -> Self:
         """``cls`` from a mapping; a :class:`ConfigValueError` naming each bad key's path."""
@@ -307,9 +311,6 @@ class TrainConfig(_Schema):
     def replace(self, **changes: Any) -> Self:
         """A validated copy with ``changes`` applied (same type)."""
         return type(self).validate_mapping({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump()
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
