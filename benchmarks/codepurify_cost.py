@@ -48,7 +48,7 @@ from dece.defenses.infill import Seq2SeqInfiller
 from dece.experiments.markdown import md_table
 from dece.pipeline.data import DataBundle, prepare_data
 from dece.pipeline.fit import victim_settings
-from dece.training.config import PoisonConfig, TrainConfig
+from dece.training.config import PoisonConfig, ResolvedTrainConfig, TrainConfig
 from dece.victim import Victim
 
 
@@ -72,7 +72,7 @@ def main() -> None:
     infiller: dict = {}
     if args.run:
         run = Path(args.run)
-        cfg = TrainConfig.from_yaml(run / "config.yaml").resolved()
+        cfg = ResolvedTrainConfig.from_yaml(run / "config.yaml")
         bundle = prepare_data(cfg)
         victim = Victim.load(run / "model", **victim_settings(cfg))
     else:

@@ -91,11 +91,11 @@ def _load(runs: Path) -> tuple:
     """The trained victim of the grid's training cell and its data bundle."""
     from dece.pipeline.data import prepare_data
     from dece.pipeline.fit import victim_settings
-    from dece.training.config import TrainConfig
+    from dece.training.config import ResolvedTrainConfig
     from dece.victim import Victim
 
     (run,) = [p.parent for p in runs.glob("*/model") if (p.parent / "config.yaml").is_file()]
-    cfg = TrainConfig.from_yaml(run / "config.yaml").resolved()
+    cfg = ResolvedTrainConfig.from_yaml(run / "config.yaml")
     victim = Victim.load(run / "model", task=None, **victim_settings(cfg))
     return run, prepare_data(cfg), victim
 

@@ -272,7 +272,7 @@ def figure4(rows: list[ResultRow], out: Path) -> str:
     figure_rows, notes = [], []
     for title, picked in _pick(rows):
         ce = next(r for t, r in picked if t.startswith("CE, ") and "clean" not in t)
-        cfg = TrainConfig.from_yaml(ce.path / "config.yaml").resolved()
+        cfg = TrainConfig.from_yaml(ce.path / "config.yaml")
         test = prepare_data(cfg).test.capped(200)
         panels = [pca_panel(t, Victim.load(r.path), test.clean, test.poisoned) for t, r in picked]
         figure_rows.append((title, panels))

@@ -4,7 +4,6 @@ the shipped configs through YAML. The archived cells: test_archived_cells.py."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ def _hashes(training: dict[str, Any], **grid: Any) -> list[str]:
 def test_the_declaration_covers_the_runners_settings_and_names_train_config_fields():
     from dece.training.config import TrainConfig
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = set(TrainConfig.model_fields)
     assert set(OPERATIONAL_VALUES) == OPERATIONAL_TRAINING_KEYS <= fields
     assert set(RESUME_SETTINGS) <= OPERATIONAL_TRAINING_KEYS
     assert HASHED_OPERATIONAL_KEYS <= OPERATIONAL_TRAINING_KEYS
@@ -112,3 +111,23 @@ def test_a_shipped_config_keeps_its_hashes_through_a_yaml_round_trip(path):
     for cell in cells:  # cell.yaml as the runner writes it, read back
         recorded = yaml.safe_load(yaml.safe_dump(cell.to_config(), sort_keys=False))
         assert cell_hash(cell_identity(recorded)) == cell.hash
+
+
+# ------------------------------------------------------------------------------ one schema
+def test_a_cells_attack_and_defense_identities_are_the_run_schemas_specs(tmp_path):
+    """The grid's identities are the run schema's specs (no second schema): an attack is a
+    ``PoisonConfig`` less its rate and seed, a defense a ``DefenseConfig``; the cell's
+    ``TrainConfig`` holds them unchanged (oracle: the identity written to ``cell.yaml``)."""
+    from dece.training.config import DefenseConfig, PoisonConfig
+
+    grid = small_grid(rates=[0.05], seeds=[3], attacks=[{"trigger": "badpre",
+                      "trigger_args": {"word": "cf", "k": 2}}],
+                      defenses=[{"name": "keyword", "args": {"tokens": ["bb"]}}])  # fmt: skip
+    cell = expand_grid(GridConfig.from_dict(grid))[0]
+    recorded = cell.to_config()
+    assert set(recorded["attack"]) == set(PoisonConfig.model_fields) - {"rate", "seed"}
+    assert set(recorded["defense"]) == set(DefenseConfig.model_fields)
+    cfg = build_train_config(recorded, tmp_path)
+    assert recorded["attack"]["trigger_args"] == {"word": "cf", "k": 2}
+    assert cfg.poison.to_dict() == {**recorded["attack"], "rate": 0.05, "seed": 3}
+    assert cfg.defense.to_dict() == recorded["defense"]

@@ -127,7 +127,7 @@ def _bundle(args: argparse.Namespace, columns: dict[str, Any]) -> Any:
     bundle = None
     if args.model and run_config.is_file() and (args.calibration is None or
                                                  args.train_texts is None):  # fmt: skip
-        bundle = prepare_data(TrainConfig.from_yaml(run_config).resolved())
+        bundle = prepare_data(TrainConfig.from_yaml(run_config))
     train = (_load(args.train_texts, columns, None, "train") if args.train_texts
              else (bundle.clean_train if bundle else []))  # fmt: skip
     valid = (_load(args.calibration, columns, None, "valid") if args.calibration

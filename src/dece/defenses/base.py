@@ -31,7 +31,7 @@ from dece.registry import Registry
 
 if TYPE_CHECKING:
     from dece.pipeline.data import DataBundle  # type only: defenses never import the pipeline
-    from dece.training.config import TrainConfig
+    from dece.training.config import ResolvedTrainConfig
     from dece.victim import Victim
 
 __all__ = [
@@ -228,8 +228,8 @@ class TrainingRecipe(Defense):
 
     stage = "train"
 
-    def overrides(self, config: TrainConfig) -> dict[str, Any]:
-        """``TrainConfig`` fields to replace in the resolved ``config`` before fitting."""
+    def overrides(self, config: ResolvedTrainConfig) -> dict[str, Any]:
+        """``TrainConfig`` fields to replace in ``config`` before fitting."""
         raise NotImplementedError
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from dece.defenses.base import DEFENSES, TrainingRecipe
 
 if TYPE_CHECKING:
-    from dece.training.config import TrainConfig
+    from dece.training.config import ResolvedTrainConfig
 
 __all__ = ["ModerateFitting"]
 
@@ -85,8 +85,8 @@ class ModerateFitting(TrainingRecipe):
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
-    def overrides(self, config: TrainConfig) -> dict[str, Any]:
-        """LoRA settings, learning rate and epochs for ``config`` (resolved)."""
+    def overrides(self, config: ResolvedTrainConfig) -> dict[str, Any]:
+        """LoRA settings, learning rate and epochs for ``config``."""
         lr = self.learning_rate
         if lr is None:
             lr = float(config.learning_rate) * float(self.lr_scale)

@@ -37,8 +37,6 @@ as ``lora``) are hashed as written: ``alpha_base: 1`` and ``alpha_base: 1.0`` ar
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,24 +170,25 @@ def check_training_keys(config: GridConfig) -> None:
     """Unknown ``training`` keys -> :class:`ConfigError` listing the ``TrainConfig`` fields."""
     from dece.training.config import TrainConfig
 
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    allowed = [f for f in fields if f not in GRID_OWNED_TRAINING_KEYS]
+    allowed = [f for f in TrainConfig.model_fields if f not in GRID_OWNED_TRAINING_KEYS]
     check_keys(config.training, allowed, config.source, "training")
 
 
-def _check_training_values(config: GridConfig) -> None:
-    """Type-check the ``training`` values against ``TrainConfig`` (before any cell runs)."""
-    from dece.training.config import TrainConfig
+def _check_training_values(config: GridConfig) -> dict[str, Any]:
+    """Validate the ``training`` block against the ``TrainConfig`` schema, once and before any
+    cell runs; the first error is a :class:`ConfigError` naming ``training.<key path>``. Returns
+    the block with the number spellings fixed (see :func:`_floats_as_float`)."""
+    from dece.training.config import ConfigValueError, TrainConfig
 
-    for key, value in config.training.items():  # one key at a time, so the error names it
-        try:
-            TrainConfig.from_dict({key: value, "output_dir": "<check>"})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(config.source, f"training.{key}", str(exc)) from None
     try:
-        TrainConfig.from_dict({**config.training, "output_dir": "<check>"})
+        checked = TrainConfig.from_dict({**config.training, "output_dir": "<check>"})
+    except ConfigValueError as exc:
+        path, message = exc.errors[0]
+        key = f"training.{path}" if path else "training"
+        raise ConfigError(config.source, key, message.removeprefix(": ")) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(config.source, "training", str(exc)) from None
+    return _floats_as_float(config.training, checked)
 
 
 def _parse(data: Any, src: Any) -> GridConfig:
@@ -226,20 +225,17 @@ def _parse(data: Any, src: Any) -> GridConfig:
         source=str(src) if src is not None else None,
     )  # fmt: skip
     check_training_keys(config)
-    _check_training_values(config)
-    config.training = _floats_as_float(config.training)
+    config.training = _check_training_values(config)
     return config
 
 
-def _floats_as_float(training: Mapping[str, Any]) -> dict[str, Any]:
-    """``training`` with an int given for a float-only ``TrainConfig`` field made a float, so both
-    spellings are one cell (module docstring). Shipped configs write these fields as floats."""
-    from dece.training.config import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
+def _floats_as_float(training: Mapping[str, Any], checked: Any) -> dict[str, Any]:
+    """``training`` as written, except that an int the schema made a float (an int given for a
+    float field: ``checked``, the validated ``TrainConfig``, holds the float) is that float, so
+    both spellings are one cell (module docstring). Every other value is hashed as written (the
+    schema's other conversions, e.g. ``lora: true`` -> ``{}``, would rename archived cells)."""
     out = dict(training)
     for key, value in training.items():
-        allowed = typing.get_args(hints[key]) or (hints[key],)
-        if float in allowed and int not in allowed and type(value) is int:
+        if type(value) is int and type(getattr(checked, key)) is float:
             out[key] = float(value)
     return out

@@ -116,7 +116,7 @@ def detect_cell(cell: Cell, output_dir: Path) -> dict[str, Any]:
     det_dir = output_dir / DETECTION_DIR / cell.hash
     det_dir.mkdir(parents=True, exist_ok=True)
     cell_config = cell.to_config()
-    cfg = build_train_config(cell_config, output_dir / cell.hash).resolved()
+    cfg = build_train_config(cell_config, output_dir / cell.hash)
     started = time.perf_counter()
     bundle = prepare_data(cfg)
     defense = get_defense(cfg.defense.name, **cfg.defense.args)

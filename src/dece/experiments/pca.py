@@ -129,7 +129,7 @@ def write_pca_plots(
     figure_rows = []
     for row_title, picked in _pick(rows):
         ce_row = picked[1][1] if picked[0][0].startswith("CE, clean") else picked[0][1]
-        cfg = TrainConfig.from_yaml(RunDir(ce_row.path).config).resolved()  # type: ignore[arg-type]
+        cfg = TrainConfig.from_yaml(RunDir(ce_row.path).config)  # type: ignore[arg-type]
         test = prepare_data(cfg).test.capped(max_examples)
         if not test.poisoned:
             continue

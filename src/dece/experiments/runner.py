@@ -139,34 +139,31 @@ def resolve_runner(spec: str | CellRunner | None = None) -> CellRunner:
 
 
 def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> Any:
-    """A ``dece.training.TrainConfig`` for one cell, type-checked by ``TrainConfig.from_dict``.
+    """A ``dece.training.TrainConfig`` for one cell, validated by its schema.
 
+    The cell's attack identity is a ``PoisonConfig`` less its ``rate`` and ``seed``, its defense
+    identity a ``DefenseConfig``: both are validated as those specs, not copied field by field.
     Rate 0 is the clean baseline: ``poison=None`` and the attack goes to ``eval_poison`` so the
     test ASR is still measured with the same trigger and payload. A training-time defense goes
     to ``defense`` (with ``defense_victim``: the parent cell's directory, when it has one).
     :data:`RESUME_SETTINGS` override the grid's ``training`` block.
     """
-    from dece.training.config import TrainConfig
+    from dece.training.config import DefenseConfig, PoisonConfig, TrainConfig
 
-    attack = cell_config["attack"]
-    rate = float(cell_config["rate"])
-    poison = {
-        "trigger": attack["trigger"], "trigger_args": dict(attack.get("trigger_args") or {}),
-        "payload": attack["payload"], "payload_args": dict(attack.get("payload_args") or {}),
-        "rate": rate, "seed": int(cell_config["seed"]),
-    }  # fmt: skip
+    rate, seed = float(cell_config["rate"]), int(cell_config["seed"])
+    poison = PoisonConfig.validate_mapping({**cell_config["attack"], "rate": rate, "seed": seed})
     data: dict[str, Any] = dict(cell_config.get("training") or {})
     data.update(
         output_dir=str(cell_dir), data=cell_config["dataset"], model=cell_config["model"],
         loss=cell_config["loss"]["name"], loss_args=dict(cell_config["loss"].get("args") or {}),
-        seed=int(cell_config["seed"]), poison=poison if rate > 0 else None,
-        eval_poison=None if rate > 0 else poison, **RESUME_SETTINGS,
+        seed=seed, poison=poison if rate > 0 else None, eval_poison=None if rate > 0 else poison,
+        **RESUME_SETTINGS,
     )  # fmt: skip
     if cell_config.get("record_example_losses"):
         data["record_example_losses"] = True  # a dynamics cell reads this parent's recording
     defense = cell_config.get("defense")
     if defense and defense.get("name", UNDEFENDED) != UNDEFENDED:
-        data["defense"] = {"name": defense["name"], "args": dict(defense.get("args") or {})}
+        data["defense"] = DefenseConfig.validate_mapping(defense)
         if cell_config.get("parent"):
             data["defense_victim"] = str(Path(cell_dir).parent / cell_config["parent"])
     return TrainConfig.from_dict(data)

@@ -53,7 +53,7 @@ from dece.training.collate import (
     encode_examples,
     pad_token_id_of,
 )
-from dece.training.config import TrainConfig
+from dece.training.config import ResolvedTrainConfig, TrainConfig
 from dece.training.example_losses import ExampleLossRecorder
 from dece.training.models import LoadedModel, load_model
 from dece.training.trainer import DeceTrainer
@@ -91,21 +91,22 @@ class FitResult:
 def load_starting_model(config: TrainConfig, bundle: DataBundle) -> LoadedModel:
     """The model training starts from: a preset (tiny presets build and cache their tokenizer and
     denoising pretraining from the clean training texts), a Hugging Face id or a directory;
-    classifiers get the dataset's labels."""
-    cfg = config.resolved()
-    preset_args = dict(cfg.model_args)
-    if cfg.pretrain_steps is not None:
-        if not cfg.is_tiny_preset:
-            raise ValueError(f"pretrain_steps applies to the tiny presets only, not {cfg.model!r}")
-        preset_args["steps"] = cfg.pretrain_steps  # the presets' PretrainConfig.steps
-    if bundle.labels is not None and cfg.task in (None, "classification"):
+    classifiers get the dataset's labels. Reads no model-dependent default: raw or resolved."""
+    preset_args = dict(config.model_args)
+    if config.pretrain_steps is not None:
+        if not config.is_tiny_preset:
+            raise ValueError(
+                f"pretrain_steps applies to the tiny presets only, not {config.model!r}"
+            )
+        preset_args["steps"] = config.pretrain_steps  # the presets' PretrainConfig.steps
+    if bundle.labels is not None and config.task in (None, "classification"):
         preset_args.setdefault("labels", bundle.labels)
     texts = [ex.source for ex in bundle.clean_train]
     texts += [ex.source_pair for ex in bundle.clean_train if ex.source_pair is not None]
     texts += [ex.target for ex in bundle.clean_train if ex.label is None]
-    task = cfg.task or ("classification" if bundle.labels is not None else None)
+    task = config.task or ("classification" if bundle.labels is not None else None)
     return load_model(
-        cfg.model, task=task, cache_dir=cfg.cache_dir, train_texts=texts, seed=cfg.seed,
+        config.model, task=task, cache_dir=config.cache_dir, train_texts=texts, seed=config.seed,
         **preset_args,
     )  # fmt: skip
 
@@ -119,8 +120,7 @@ def prepare_model(config: TrainConfig) -> LoadedModel:
     """
     from dece.pipeline.data import prepare_data
 
-    cfg = config.resolved()
-    return load_starting_model(cfg, prepare_data(cfg))
+    return load_starting_model(config, prepare_data(config))
 
 
 def apply_lora(model: Any, task: str, lora: dict) -> Any:
@@ -142,35 +142,20 @@ def apply_lora(model: Any, task: str, lora: dict) -> Any:
     return peft.get_peft_model(model, lora_config)
 
 
-def training_arguments(cfg: TrainConfig, checkpoint_dir: Path) -> TrainingArguments:
-    """``TrainingArguments`` for a resolved config (AdamW, linear schedule, per-epoch saves)."""
+def training_arguments(cfg: ResolvedTrainConfig, checkpoint_dir: Path) -> TrainingArguments:
+    """``TrainingArguments`` for a resolved config: the settings copied unchanged come from
+    :meth:`TrainConfig.trainer_arguments` (declared on the fields), the rest is derived here."""
     return TrainingArguments(
+        **cfg.trainer_arguments(),
         output_dir=str(checkpoint_dir),
-        num_train_epochs=float(cfg.num_epochs),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=float(cfg.learning_rate),
-        weight_decay=cfg.weight_decay,
-        warmup_steps=float(cfg.warmup_ratio),
-        lr_scheduler_type=cfg.lr_scheduler,
-        max_grad_norm=cfg.max_grad_norm,
-        optim=cfg.optimizer,
-        seed=cfg.seed,
         bf16=cfg.precision == "bf16",
         fp16=cfg.precision == "fp16",
-        use_cpu=cfg.use_cpu,
         # A backend only means something with several processes (torchrun / accelerate launch).
         ddp_backend=cfg.ddp_backend if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        dataloader_num_workers=cfg.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
-        logging_steps=cfg.logging_steps,
         save_strategy="epoch" if cfg.save_checkpoints else "no",
-        save_total_limit=cfg.save_total_limit,
         eval_strategy="no",
-        report_to=cfg.report_to,  # the trackers (operational: never hashed by a grid)
-        run_name=cfg.run_name,
         remove_unused_columns=False,
         disable_tqdm=True,  # progress goes through dece.progress (one display)
     )
@@ -217,12 +202,12 @@ def _trainer_state(checkpoint: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def victim_settings(cfg: TrainConfig) -> dict[str, Any]:
+def victim_settings(cfg: ResolvedTrainConfig) -> dict[str, Any]:
     """The :class:`Victim` keyword arguments of a resolved config."""
     return {
         "max_source_length": cfg.max_source_length,
         "max_target_length": cfg.max_target_length,
-        "max_new_tokens": int(cfg.generation_max_new_tokens or cfg.max_target_length),
+        "max_new_tokens": cfg.generation_max_new_tokens,
         "batch_size": cfg.eval_batch_size,
     }
 
@@ -235,7 +220,8 @@ def fit(
     save_model: bool | None = None,
 ) -> FitResult:
     """Train on ``bundle.train`` (see the module docstring); ``save_model`` overrides the
-    config's (a grid cell whose model another cell reuses always saves it)."""
+    config's (a grid cell whose model another cell reuses always saves it). A raw ``config`` is
+    resolved here, once (:meth:`TrainConfig.resolved`)."""
     cfg = config.resolved()
     if not bundle.train:
         raise ValueError("fit: the bundle's training split is empty (every row filtered out?)")
@@ -279,7 +265,7 @@ def fit(
 
 
 def _build_trainer(
-    cfg: TrainConfig, bundle: DataBundle, model: Any, tokenizer: Any, task: str,
+    cfg: ResolvedTrainConfig, bundle: DataBundle, model: Any, tokenizer: Any, task: str,
     args: TrainingArguments, callbacks: Sequence[TrainerCallback],
 ) -> DeceTrainer:  # fmt: skip
     from dece import losses

@@ -18,7 +18,6 @@ into a directory of its own laid out the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ from dece.pipeline.data import DataBundle, prepare_data
 from dece.pipeline.evaluation import EvalResult, evaluate, write_predictions
 from dece.pipeline.fit import fit, resume_checkpoint, victim_settings
 from dece.rundir import FILTER_ROWS_FILE, RunDir
-from dece.training.config import TrainConfig
+from dece.training.config import ResolvedTrainConfig, TrainConfig
 from dece.victim import Victim
 
 __all__ = ["TrainResult", "apply_filter", "apply_recipe", "evaluate_run", "filter_victim", "train"]
@@ -83,7 +82,7 @@ def train(
     the run directory above (``config.yaml`` holds the configuration after a recipe's changes).
 
     Args:
-        config: the run; ``None`` fields are resolved by :meth:`TrainConfig.resolved`.
+        config: the run; a raw one is resolved here, once (:meth:`TrainConfig.resolved`).
         callbacks: extra ``TrainerCallback`` objects (e.g. ``StopAfterEpochs`` in tests).
         save_model: overrides ``config.save_model`` (the grid forces it for reused cells).
     """
@@ -124,13 +123,15 @@ def train(
     return TrainResult(out, fitted.history, final, fitted.victim)
 
 
-def apply_recipe(recipe: TrainingRecipe, config: TrainConfig) -> tuple[TrainConfig, dict]:
-    """``config`` (resolved) with the recipe's overrides applied, and the overrides."""
-    changes = dict(recipe.overrides(config.resolved()))
-    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(TrainConfig)})
+def apply_recipe(
+    recipe: TrainingRecipe, config: ResolvedTrainConfig
+) -> tuple[ResolvedTrainConfig, dict]:
+    """``config`` with the recipe's overrides applied (validated), and the overrides."""
+    changes = dict(recipe.overrides(config))
+    unknown = sorted(set(changes) - set(TrainConfig.model_fields))
     if unknown:
         raise ValueError(f"recipe {recipe.name!r} overrides unknown TrainConfig keys {unknown}")
-    return dataclasses.replace(config.resolved(), **changes).resolved(), changes
+    return config.replace(**changes), changes
 
 
 def filter_victim(defense: DataFilter, cfg: TrainConfig) -> Victim | None:
@@ -252,7 +253,7 @@ def evaluate_run(
         raise FileNotFoundError(
             f"{trained.root}: not a finished run (needs config.yaml and model/)"
         )
-    cfg = TrainConfig.from_yaml(trained.config).resolved()
+    cfg = ResolvedTrainConfig.from_yaml(trained.config)  # resolved at load
     out.root.mkdir(parents=True, exist_ok=True)
     bundle = prepare_data(cfg)
     victim = Victim.load(trained.model, task=None, **victim_settings(cfg))

@@ -1,6 +1,7 @@
 """dece.training: fine-tune code models with any dece loss through transformers' Trainer.
 
-Public API: :class:`TrainConfig`, :class:`PoisonConfig`, :class:`DefenseConfig`,
+Public API: :class:`TrainConfig` (and :class:`ResolvedTrainConfig`, its defaults filled in),
+:class:`PoisonConfig`, :class:`DefenseConfig`,
 :func:`generate`, :class:`DeceTrainer`, the callbacks :class:`EpochTracker` /
 :class:`EarlyLearningCallback`, and :class:`Collator`. ``train(config)`` and ``TrainResult``
 (the stages composed) live in :mod:`dece.pipeline`, which builds on this package, never the
@@ -9,7 +10,7 @@ other way round (``tests/test_import_direction.py``).
 
 from dece.training.callbacks import EarlyLearningCallback, EpochTracker, StopAfterEpochs
 from dece.training.collate import IGNORE_INDEX, Collator
-from dece.training.config import DefenseConfig, PoisonConfig, TrainConfig
+from dece.training.config import DefenseConfig, PoisonConfig, ResolvedTrainConfig, TrainConfig
 from dece.training.generation import generate
 from dece.training.trainer import DeceTrainer
 
@@ -21,6 +22,7 @@ __all__ = [
     "EarlyLearningCallback",
     "EpochTracker",
     "PoisonConfig",
+    "ResolvedTrainConfig",
     "StopAfterEpochs",
     "TrainConfig",
     "generate",
