@@ -256,6 +256,7 @@ def test_reports_label_archived_cells_and_refuse_mixed_revisions():
         "| CE w. CodePurify 1 | DeadCode | sum | delta | 1 |")
     text = md_unpadded(purifier_report([new]))
     assert "AUROC max_delta" in text and "| 0.49 |" in text and "99.00" in text
+    assert "conf trig. median in [0, 1]" in text and "0-100" not in text  # not BLEU's scale
     with pytest.raises(ValueError, match=rf"revisions \[1, {REVISION}\]"):
         check_revisions([old, new])
     with pytest.raises(ValueError, match="revisions"):

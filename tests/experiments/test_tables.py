@@ -35,6 +35,11 @@ def test_tables_refuse_cells_of_mixed_batching_revisions(hand_results):
     assert format_tables(build_tables(new), "md") == EXPECTED_MD
     with pytest.raises(ValueError, match=r"revisions \[1, 2\]"):
         build_tables([*rows[:1], *new[1:]])
+    # classifier cells (accuracy, no BLEU) are not counted, whatever their revision
+    clf = [replace(r, final={"accuracy": 0.5, "asr": 0.1, **({"predict_revision": 2} if i else {})})
+           for i, r in enumerate(rows)]  # fmt: skip
+    assert check_predict_revisions(clf) == 1
+    assert check_predict_revisions([*clf, *new[1:]]) == 2
 
 
 def test_write_report_writes_table_and_plots(hand_results, tmp_path):

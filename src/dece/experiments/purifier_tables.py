@@ -106,8 +106,9 @@ def purifier_report(rows: Sequence[ResultRow], fmt: str = "md", *, digits: int =
         if not shown or (metrics is PREMISE and not _shown(rows, PREMISE[:-4])):
             continue
         text = format_tables(build_tables(rows, shown), fmt, digits=d)
-        for _, header, _ in shown if metrics is COST else ():
-            text = text.replace(f"{header} 0-100", f"{header} in seconds")
+        unit = {COST: "in seconds", PREMISE: "in [0, 1]"}.get(metrics)  # scale 1.0 is not BLEU's
+        for _, header, _ in shown if unit else ():
+            text = text.replace(f"{header} 0-100", f"{header} {unit}")
         parts.append(f"## {title}\n\n{text}" if fmt == "md" else text)
     if fmt == "md":
         parts.append(_settings_md(rows))
