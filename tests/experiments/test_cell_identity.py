@@ -35,6 +35,20 @@ def _hashes(training: dict[str, Any], **grid: Any) -> list[str]:
     ]
 
 
+def test_the_operational_keys_are_declared_once_on_the_run_schema():
+    """Golden: the set the grid reads from the ``operational=True`` fields of ``TrainConfig`` is
+    the set declared by hand in grid.py before (issue 23, item 2)."""
+    from dece.training.config import OPERATIONAL_KEYS, TrainConfig
+
+    marked = {
+        name for name, info in TrainConfig.model_fields.items()
+        if (info.json_schema_extra or {}).get("operational")  # type: ignore[union-attr]
+    }  # fmt: skip
+    golden = {"report_to", "run_name", "resume", "save_checkpoints", "save_total_limit"}
+    assert marked == OPERATIONAL_KEYS == OPERATIONAL_TRAINING_KEYS == golden
+    assert UNHASHED_TRAINING_KEYS == golden - {"save_checkpoints"}
+
+
 def test_the_declaration_covers_the_runners_settings_and_names_train_config_fields():
     from dece.training.config import TrainConfig
 
@@ -56,6 +70,13 @@ def test_an_unhashed_key_changes_no_hash_yet_reaches_the_cell(key):
     assert [c.hash for c in cells] == base
     assert all(c.to_config()["training"][key] == OPERATIONAL_VALUES[key] for c in cells)
     assert all(cell_hash(cell_identity(c.to_config())) == c.hash for c in cells)
+
+
+@pytest.mark.parametrize("key", ["num_epochs", "learning_rate", "save_model", "logging_steps"])
+def test_a_key_not_declared_operational_is_hashed(key):
+    """The oracle's other side: a key without the marker moves every cell's hash."""
+    value = {"num_epochs": 3, "learning_rate": 0.01, "save_model": False, "logging_steps": 7}[key]
+    assert not set(_hashes({"num_epochs": 2, key: value})) & set(_hashes({"num_epochs": 2}))
 
 
 @pytest.mark.parametrize("key", sorted(HASHED_OPERATIONAL_KEYS))

@@ -29,6 +29,7 @@ from typing import Any
 
 from dece.experiments.axes import AXES, UNDEFENDED, ConfigError, DefenseSpec, LossSpec
 from dece.experiments.config import GridConfig
+from dece.training.config import OPERATIONAL_KEYS
 
 __all__ = [
     "HASHED_OPERATIONAL_KEYS",
@@ -45,19 +46,18 @@ __all__ = [
 ]
 
 HASH_LENGTH = 12
-#: The one declaration of the operational ``training`` keys (``TrainConfig`` fields): they change
-#: where results are reported or how a run survives a kill, never the results. ``report_to`` /
-#: ``run_name``: the experiment trackers; ``resume`` / ``save_checkpoints`` /
-#: ``save_total_limit``: set for every trained cell by the runner
-#: (:data:`dece.experiments.runner.RESUME_SETTINGS`, whose keys are a subset of these), whatever
-#: the grid's ``training`` says. The executor and its ``--wait`` are ``dece run`` flags, not
-#: ``TrainConfig`` fields, so no ``training`` block can hold them (the grid config rejects
-#: unknown keys); the grid's own ``runner`` / ``output_dir`` and a cell config's ``keep_model`` /
-#: ``record_example_losses`` / ``parent`` lie outside the identity by construction
-#: (:meth:`Cell.resolved`, :func:`cell_identity`).
-OPERATIONAL_TRAINING_KEYS: frozenset[str] = frozenset(
-    {"report_to", "run_name", "resume", "save_checkpoints", "save_total_limit"}
-)
+#: The operational ``training`` keys, read from their one declaration on the run schema
+#: (``setting(..., operational=True)`` on the ``TrainConfig`` fields:
+#: :data:`dece.training.config.OPERATIONAL_KEYS`): they change where results are reported or how
+#: a run survives a kill, never the results. ``report_to`` / ``run_name``: the experiment
+#: trackers; ``resume`` / ``save_checkpoints`` / ``save_total_limit``: set for every trained cell
+#: by the runner (:data:`dece.experiments.runner.RESUME_SETTINGS`, whose keys are a subset of
+#: these), whatever the grid's ``training`` says. The executor and its ``--wait`` are ``dece run``
+#: flags, not ``TrainConfig`` fields, so no ``training`` block can hold them (the grid config
+#: rejects unknown keys); the grid's own ``runner`` / ``output_dir`` and a cell config's
+#: ``keep_model`` / ``record_example_losses`` / ``parent`` lie outside the identity by
+#: construction (:meth:`Cell.resolved`, :func:`cell_identity`).
+OPERATIONAL_TRAINING_KEYS: frozenset[str] = OPERATIONAL_KEYS
 #: Operational keys that are nevertheless hashed as written, for compatibility: every shipped
 #: config writes ``save_checkpoints: false`` and the archived cells under
 #: ``benchmarks/results/cells/`` were hashed with it, so leaving it out now would rename them.

@@ -48,6 +48,7 @@ from dece.training.schema import (
     Ratio,
     Str,
     merge_overrides,
+    operational_names,
     raise_for,
     setting,
     trainer_names,
@@ -56,6 +57,7 @@ from dece.training.schema import (
 __all__ = [
     "ConfigValueError",
     "DefenseConfig",
+    "OPERATIONAL_KEYS",
     "PRETRAINED_DEFAULTS",
     "PoisonConfig",
     "ResolvedTrainConfig",
@@ -225,9 +227,13 @@ class TrainConfig(_Schema):
         "TrainingArguments.report_to: 'none', 'all', a tracker (tensorboard, wandb, mlflow, "
         "trackio, ...) or a list; the per-epoch BLEU / ASR go there too",
         trainer="report_to",
+        operational=True,
     )
     run_name: Str | None = setting(
-        None, "the trackers' run name (None: the Trainer's default)", trainer="run_name"
+        None,
+        "the trackers' run name (None: the Trainer's default)",
+        trainer="run_name",
+        operational=True,
     )
     # --- evaluation ---------------------------------------------------------------------------
     eval_each_epoch: Bool = setting(True, "decode clean + poisoned validation after each epoch")
@@ -252,12 +258,16 @@ class TrainConfig(_Schema):
     record_example_losses: Bool = setting(
         False, "record per-example training losses each step (example_losses.jsonl)"
     )
-    # --- checkpoints --------------------------------------------------------------------------
-    save_checkpoints: Bool = setting(True, "save a Trainer checkpoint at the end of every epoch")
-    save_total_limit: Int | None = setting(2, "checkpoints kept", trainer="save_total_limit")
+    # --- checkpoints (all but save_model operational) ----------------------------------------
+    save_checkpoints: Bool = setting(
+        True, "save a Trainer checkpoint at the end of every epoch", operational=True
+    )
+    save_total_limit: Int | None = setting(
+        2, "checkpoints kept", trainer="save_total_limit", operational=True
+    )
     save_model: Bool = setting(True, "save the final model + tokenizer to output_dir/model")
     resume: Bool | Str = setting(
-        False, "True: resume from the last checkpoint in output_dir; or a path"
+        False, "True: resume from the last checkpoint in output_dir; or a path", operational=True
     )
 
     # ---------------------------------------------------------------------------- validators
@@ -377,6 +387,10 @@ class ResolvedTrainConfig(TrainConfig):
 
 #: ``{TrainConfig field: TrainingArguments argument}``: the settings copied unchanged.
 TRAINER_ARGUMENTS: dict[str, str] = trainer_names(TrainConfig)
+#: The operational settings, declared on their fields (``operational=True``): they change where
+#: results are reported or how a run survives a kill, never the results. The experiment grid
+#: leaves them out of a cell's hash (:data:`dece.experiments.grid.UNHASHED_TRAINING_KEYS`).
+OPERATIONAL_KEYS: frozenset[str] = operational_names(TrainConfig)
 
 
 def help_text() -> dict[str, str]:

@@ -27,6 +27,7 @@ __all__ = [
     "Ratio",
     "Str",
     "merge_overrides",
+    "operational_names",
     "raise_for",
     "setting",
     "trainer_names",
@@ -46,19 +47,36 @@ Ratio = Annotated[float, Strict(), Field(ge=0.0, lt=1.0)]
 
 #: The ``json_schema_extra`` key naming a field's ``TrainingArguments`` argument (:func:`setting`).
 TRAINER_KEY = "trainer"
+#: The ``json_schema_extra`` key marking a field operational (:func:`setting`).
+OPERATIONAL_KEY = "operational"
 
 _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 _VALUE_ERROR_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
-def setting(default: Any = ..., help: str = "", *, trainer: str | None = None, **kw: Any) -> Any:
+def setting(
+    default: Any = ...,
+    help: str = "",
+    *,
+    trainer: str | None = None,
+    operational: bool = False,
+    **kw: Any,
+) -> Any:
     """A pydantic ``Field`` with its help text (``description``) and, for a setting handed to
     ``transformers.TrainingArguments`` unchanged, that argument's name (``trainer=``).
-    ``default=dict`` gives each instance its own empty mapping."""
-    extra = {TRAINER_KEY: trainer} if trainer else None
+    ``operational=True`` declares a setting that changes where results are reported or how a run
+    survives a kill, never the results (:func:`operational_names`; a grid cell's hash leaves it
+    out). ``default=dict`` gives each instance its own empty mapping."""
+    extra: dict[str, Any] = {}
+    if trainer:
+        extra[TRAINER_KEY] = trainer
+    if operational:
+        extra[OPERATIONAL_KEY] = True
     if default is dict:
-        return Field(default_factory=dict, description=help, json_schema_extra=extra, **kw)
-    return Field(default, description=help, json_schema_extra=extra, **kw)
+        return Field(
+            default_factory=dict, description=help, json_schema_extra=extra or None, **kw
+        )
+    return Field(default, description=help, json_schema_extra=extra or None, **kw)
 
 
 def trainer_names(model: type[BaseModel]) -> dict[str, str]:
@@ -70,6 +88,15 @@ def trainer_names(model: type[BaseModel]) -> dict[str, str]:
         if isinstance(extra, dict) and isinstance(extra.get(TRAINER_KEY), str):
             out[name] = str(extra[TRAINER_KEY])
     return out
+
+
+def operational_names(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` declared with ``setting(..., operational=True)``."""
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(OPERATIONAL_KEY)
+    )
 
 
 class ConfigValueError(ValueError):
