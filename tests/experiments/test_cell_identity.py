@@ -152,3 +152,32 @@ def test_a_cells_attack_and_defense_identities_are_the_run_schemas_specs(tmp_pat
     assert recorded["attack"]["trigger_args"] == {"word": "cf", "k": 2}
     assert cfg.poison.to_dict() == {**recorded["attack"], "rate": 0.05, "seed": 3}
     assert cfg.defense.to_dict() == recorded["defense"]
+
+
+def test_the_grids_specs_are_the_run_schemas_types():
+    """One schema (issue 23, deliverable 1): an attack spec is an ``AttackConfig`` (a
+    ``PoisonConfig`` less rate and seed), a defense spec a ``DefenseConfig``, a loss spec's fields
+    are ``TrainConfig``'s ``loss`` / ``loss_args``; each adds only a label, never hashed."""
+    from dece.experiments.axes import LOSS_SETTINGS, AttackSpec, DefenseSpec, LossSpec
+    from dece.training.config import AttackConfig, DefenseConfig, PoisonConfig, TrainConfig
+
+    assert issubclass(AttackSpec, AttackConfig) and issubclass(PoisonConfig, AttackConfig)
+    assert issubclass(DefenseSpec, DefenseConfig)
+    assert set(AttackSpec.model_fields) - set(AttackConfig.model_fields) == {"label"}
+    assert set(DefenseSpec.model_fields) - set(DefenseConfig.model_fields) == {"label"}
+    for spec_field, train_field in LOSS_SETTINGS.items():
+        ours, theirs = LossSpec.model_fields[spec_field], TrainConfig.model_fields[train_field]
+        assert (ours.annotation, ours.metadata) == (theirs.annotation, theirs.metadata)
+    loss = LossSpec(name="dece", args={"alpha_base": 1}, label="DeCE")
+    assert loss.resolved() == {"name": "dece", "args": {"alpha_base": 1}}  # no label, no coercion
+    assert loss.train_settings() == {"loss": "dece", "loss_args": {"alpha_base": 1}}
+    with pytest.raises(ValueError, match="trigger"):
+        AttackSpec(trigger=3, payload="sql_injection")  # the schema's strict name
+
+
+def test_a_label_never_enters_the_hash():
+    labelled = [{"name": "ce", "label": "plain"}, {"name": "dece", "label": "ours"}]
+    attacks = [{"trigger": "badpre", "label": "B"}, {"trigger": "ripple", "label": "R"}]
+    assert _hashes({"num_epochs": 2}, losses=labelled, attacks=attacks) == _hashes(
+        {"num_epochs": 2}, losses=["ce", "dece"], attacks=["badpre", "ripple"]
+    )

@@ -10,6 +10,12 @@ Axis roles: ``context`` (one table per value), ``column`` (one column group per 
 (part of a table row's label), ``seed`` (averaged over). An axis may declare an ``omit`` value:
 cells with that value leave the axis out of their identity, so grids written before the axis
 existed keep their cell hashes (the ``defenses`` axis omits ``undefended``).
+
+The attack, loss and defense values are the run schema's types (:mod:`dece.training.config`), not
+a second schema: an :class:`AttackSpec` is an ``AttackConfig`` (a ``PoisonConfig`` less its rate
+and seed), a :class:`DefenseSpec` a ``DefenseConfig``, and a :class:`LossSpec`'s fields are
+``TrainConfig``'s ``loss`` / ``loss_args`` (:data:`LOSS_SETTINGS`). Each adds a display
+``label``, which its identity (``resolved()``, what a cell hash is computed from) leaves out.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from dece.experiments.entries import AttackEntry, DefenseEntry, LossEntry, validate_entry
 from dece.experiments.errors import ConfigError
+from dece.training.config import AttackConfig, DefenseConfig, TrainConfig
+from dece.training.schema import Str
 
 __all__ = [
     "AXES",
@@ -32,6 +42,7 @@ __all__ = [
     "Axis",
     "ConfigError",
     "DefenseSpec",
+    "LOSS_SETTINGS",
     "LossSpec",
     "display_name",
 ]
@@ -54,48 +65,58 @@ def display_name(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------ value specs
-@dataclass(frozen=True)
-class AttackSpec:
-    """One attack: a trigger and a payload (see :mod:`dece.attacks`)."""
-
-    trigger: str
-    payload: str
-    trigger_args: dict[str, Any] = field(default_factory=dict)
-    payload_args: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
-
-    def resolved(self) -> dict[str, Any]:
-        """The part of a cell's identity (no label)."""
-        return {
-            "trigger": self.trigger,
-            "trigger_args": dict(self.trigger_args),
-            "payload": self.payload,
-            "payload_args": dict(self.payload_args),
-        }
+#: ``{LossSpec field: TrainConfig field}``: where a cell's loss goes in its run config.
+LOSS_SETTINGS: dict[str, str] = {"name": "loss", "args": "loss_args"}
+_LABEL_HELP = "display label (tables, plots); never part of a cell's identity"
+_SPEC = ConfigDict(frozen=True)  # a grid value never changes once parsed
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """One training method: a loss name (``dece.losses``), its hyperparameters and a label."""
-
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
+class _Identity:
+    """``resolved()`` for a spec: every field but ``label``, as plain data, in field order."""
 
     def resolved(self) -> dict[str, Any]:
-        return {"name": self.name, "args": dict(self.args)}
+        """The spec's part of a cell's identity (what is hashed): no label."""
+        return self.model_dump(exclude={"label"})  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class DefenseSpec:
-    """One defense (``dece.defenses``), or ``undefended`` (the default: none at all)."""
+class AttackSpec(_Identity, AttackConfig):
+    """One attack: the run schema's ``AttackConfig`` (trigger, payload and their args; see
+    :mod:`dece.attacks`) with a display label."""
 
-    name: str = UNDEFENDED
-    args: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
+    model_config = _SPEC
+    label: Str = Field("", description=_LABEL_HELP)
 
-    def resolved(self) -> dict[str, Any]:
-        return {"name": self.name, "args": dict(self.args)}
+
+def _like(name: str, **kw: Any) -> Any:
+    """A field carrying the help text of ``TrainConfig``'s field ``name``."""
+    return Field(description=TrainConfig.model_fields[name].description, **kw)
+
+
+#: The types of ``TrainConfig``'s loss fields (``loss``: a name, ``loss_args``: a mapping).
+LossName = TrainConfig.model_fields[LOSS_SETTINGS["name"]].rebuild_annotation()
+LossArgs = TrainConfig.model_fields[LOSS_SETTINGS["args"]].rebuild_annotation()
+
+
+class LossSpec(_Identity, BaseModel):
+    """One training method: ``TrainConfig``'s loss name (``dece.losses``) and hyperparameters
+    (:data:`LOSS_SETTINGS`) with a display label."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: LossName = _like(LOSS_SETTINGS["name"])
+    args: LossArgs = _like(LOSS_SETTINGS["args"], default_factory=dict)
+    label: Str = Field("", description=_LABEL_HELP)
+
+    def train_settings(self) -> dict[str, Any]:
+        """This loss as ``TrainConfig`` settings: ``{"loss": name, "loss_args": args}``."""
+        return {LOSS_SETTINGS[k]: v for k, v in self.resolved().items()}
+
+
+class DefenseSpec(_Identity, DefenseConfig):
+    """One defense: the run schema's ``DefenseConfig`` (``dece.defenses``) with a display label,
+    or ``undefended`` (none at all)."""
+
+    model_config = _SPEC
+    label: Str = Field("", description=_LABEL_HELP)
 
     @property
     def undefended(self) -> bool:
@@ -207,8 +228,9 @@ def _parse_attacks(items: list[Any], src: Any, where: str) -> list[AttackSpec]:
     for t, *_ in parsed:
         counts[t] = counts.get(t, 0) + 1
     return [
-        AttackSpec(t, p, ta, pa, label or (display_name(t) if counts[t] == 1
-                                           else f"{display_name(t)}+{p}"))
+        AttackSpec(trigger=t, payload=p, trigger_args=ta, payload_args=pa,
+                   label=label or (display_name(t) if counts[t] == 1
+                                   else f"{display_name(t)}+{p}"))
         for t, p, ta, pa, label in parsed
     ]  # fmt: skip
 
@@ -225,7 +247,7 @@ def _parse_losses(items: list[Any], src: Any, where: str) -> list[LossSpec]:
         label = _label(entry.label, display_name(loss))
         sweep = dict(entry.sweep or {})
         if not sweep:
-            losses.append(LossSpec(loss, args, label))
+            losses.append(LossSpec(name=loss, args=args, label=label))
             continue
         for arg, values in sweep.items():
             if arg in args:
@@ -235,7 +257,7 @@ def _parse_losses(items: list[Any], src: Any, where: str) -> list[LossSpec]:
         for combo in itertools.product(*(as_list(sweep[a], src, key) for a in names)):
             swept = dict(zip(names, combo, strict=True))
             tag = ",".join(f"{_SHORT_ARG.get(a, a)}={v}" for a, v in swept.items())
-            losses.append(LossSpec(loss, {**args, **swept}, f"{label}({tag})"))
+            losses.append(LossSpec(name=loss, args={**args, **swept}, label=f"{label}({tag})"))
     return losses
 
 
@@ -253,7 +275,7 @@ def _parse_defenses(items: list[Any], src: Any, where: str) -> list[DefenseSpec]
         if name == UNDEFENDED and args:
             raise ConfigError(src, f"{key}.args", "'undefended' takes no args")
         default = "" if name == UNDEFENDED else display_name(name)
-        out.append(DefenseSpec(name, args, _label(entry.label, default)))
+        out.append(DefenseSpec(name=name, args=args, label=_label(entry.label, default)))
     return out
 
 

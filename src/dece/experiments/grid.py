@@ -65,7 +65,7 @@ OPERATIONAL_TRAINING_KEYS: frozenset[str] = OPERATIONAL_KEYS
 HASHED_OPERATIONAL_KEYS: frozenset[str] = frozenset({"save_checkpoints"})
 #: ``training`` keys handed to every cell but never part of its hash.
 UNHASHED_TRAINING_KEYS: frozenset[str] = OPERATIONAL_TRAINING_KEYS - HASHED_OPERATIONAL_KEYS
-PARENT_LOSS = LossSpec("ce", {}, "CE")  # the model a victim-reading filter scores data with
+PARENT_LOSS = LossSpec(name="ce", label="CE")  # the model a victim-reading filter scores data with
 
 
 def _canonical(obj: Any) -> str:
@@ -152,9 +152,9 @@ class Cell:
         """The cell whose trained model this one needs, or None (module docstring)."""
         defense: DefenseSpec = self.defense
         if defense.stage == "test":
-            return self.with_values(defense=DefenseSpec(UNDEFENDED))
+            return self.with_values(defense=DefenseSpec(name=UNDEFENDED))
         if defense.stage == "train" and defense.needs_victim:
-            return self.with_values(defense=DefenseSpec(UNDEFENDED), loss=PARENT_LOSS)
+            return self.with_values(defense=DefenseSpec(name=UNDEFENDED), loss=PARENT_LOSS)
         return None
 
 

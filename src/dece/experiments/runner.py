@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 
 from dece import progress
-from dece.experiments.axes import UNDEFENDED
+from dece.experiments.axes import UNDEFENDED, LossSpec
 from dece.experiments.config import ConfigError, GridConfig
 from dece.experiments.grid import Cell, expand_grid, shard_cells
 from dece.experiments.store import (  # re-exported: the names' former home
@@ -141,8 +141,10 @@ def resolve_runner(spec: str | CellRunner | None = None) -> CellRunner:
 def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> Any:
     """A ``dece.training.TrainConfig`` for one cell, validated by its schema.
 
-    The cell's attack identity is a ``PoisonConfig`` less its ``rate`` and ``seed``, its defense
-    identity a ``DefenseConfig``: both are validated as those specs, not copied field by field.
+    The cell's attack identity is an ``AttackConfig`` (a ``PoisonConfig`` less its ``rate`` and
+    ``seed``), its defense identity a ``DefenseConfig`` and its loss identity ``TrainConfig``'s
+    ``loss`` / ``loss_args`` (:data:`dece.experiments.axes.LOSS_SETTINGS`): each is validated as
+    the grid's spec of that schema type, not copied field by field.
     Rate 0 is the clean baseline: ``poison=None`` and the attack goes to ``eval_poison`` so the
     test ASR is still measured with the same trigger and payload. A training-time defense goes
     to ``defense`` (with ``defense_victim``: the parent cell's directory, when it has one).
@@ -152,12 +154,12 @@ def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> 
 
     rate, seed = float(cell_config["rate"]), int(cell_config["seed"])
     poison = PoisonConfig.validate_mapping({**cell_config["attack"], "rate": rate, "seed": seed})
+    loss = LossSpec.model_validate(cell_config["loss"])
     data: dict[str, Any] = dict(cell_config.get("training") or {})
     data.update(
         output_dir=str(cell_dir), data=cell_config["dataset"], model=cell_config["model"],
-        loss=cell_config["loss"]["name"], loss_args=dict(cell_config["loss"].get("args") or {}),
-        seed=seed, poison=poison if rate > 0 else None, eval_poison=None if rate > 0 else poison,
-        **RESUME_SETTINGS,
+        **loss.train_settings(), seed=seed, poison=poison if rate > 0 else None,
+        eval_poison=None if rate > 0 else poison, **RESUME_SETTINGS,
     )  # fmt: skip
     if cell_config.get("record_example_losses"):
         data["record_example_losses"] = True  # a dynamics cell reads this parent's recording

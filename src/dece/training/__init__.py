@@ -1,7 +1,7 @@
 """dece.training: fine-tune code models with any dece loss through transformers' Trainer.
 
 Public API: :class:`TrainConfig` (and :class:`ResolvedTrainConfig`, its defaults filled in),
-:class:`PoisonConfig`, :class:`DefenseConfig`,
+:class:`AttackConfig` / :class:`PoisonConfig`, :class:`DefenseConfig`,
 :func:`generate`, :class:`DeceTrainer`, the callbacks :class:`EpochTracker` /
 :class:`EarlyLearningCallback`, and :class:`Collator`. ``train(config)`` and ``TrainResult``
 (the stages composed) live in :mod:`dece.pipeline`, which builds on this package, never the
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from dece.training.callbacks import EarlyLearningCallback, EpochTracker, StopAfterEpochs
     from dece.training.collate import IGNORE_INDEX, Collator
     from dece.training.config import (
+        AttackConfig,
         DefenseConfig,
         PoisonConfig,
         ResolvedTrainConfig,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 #: ``{public name: the submodule defining it}``.
 _HOMES: dict[str, str] = {
+    "AttackConfig": "config",
     "IGNORE_INDEX": "collate",
     "Collator": "collate",
     "DeceTrainer": "trainer",
@@ -51,7 +53,24 @@ _HOMES: dict[str, str] = {
     "train_bpe_tokenizer": "tokenizer",
 }
 
-__all__ = list(_HOMES)
+__all__ = [
+    "AttackConfig",
+    "IGNORE_INDEX",
+    "Collator",
+    "DeceTrainer",
+    "DefenseConfig",
+    "EarlyLearningCallback",
+    "EpochTracker",
+    "PoisonConfig",
+    "ResolvedTrainConfig",
+    "StopAfterEpochs",
+    "TrainConfig",
+    "generate",
+    "PRESETS",
+    "LoadedModel",
+    "load_model",
+    "train_bpe_tokenizer",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -55,6 +55,7 @@ from dece.training.schema import (
 )
 
 __all__ = [
+    "AttackConfig",
     "ConfigValueError",
     "DefenseConfig",
     "OPERATIONAL_KEYS",
@@ -105,20 +106,28 @@ class _Schema(BaseModel):
             raise_for(exc, cls)
 
 
-class PoisonConfig(_Schema):
-    """How the training set is poisoned (and which trigger/payload the ASR is measured with)."""
+class AttackConfig(_Schema):
+    """An attack: a trigger and a payload (:mod:`dece.attacks`). The experiment grid's attacks
+    are these (:class:`dece.experiments.axes.AttackSpec`, plus a display label)."""
 
     trigger: Name = setting("badpre", "trigger name (dece.attacks.TRIGGERS)")
     trigger_args: dict = setting(dict, "trigger parameters")
     payload: Name = setting("sql_injection", "payload name (dece.attacks.PAYLOADS)")
     payload_args: dict = setting(dict, "payload parameters")
+
+
+class PoisonConfig(AttackConfig):
+    """How the training set is poisoned (and which trigger/payload the ASR is measured with):
+    an :class:`AttackConfig` at a rate, sampled with a seed."""
+
     rate: Float = setting(0.05, "fraction of training rows poisoned", ge=0.0, le=1.0)
     seed: Int = setting(42, "seed of the poisoning sample")
 
 
 class DefenseConfig(_Schema):
     """A defense (``dece.defenses``) applied in a run: a training-time filter removes the rows it
-    flags before training; a test-time purifier rewrites the test inputs before prediction."""
+    flags before training; a test-time purifier rewrites the test inputs before prediction. The
+    experiment grid's defenses are these (:class:`dece.experiments.axes.DefenseSpec`)."""
 
     name: Name = setting(..., "defense name (dece.defenses.DEFENSES)")
     args: dict = setting(dict, "defense parameters")

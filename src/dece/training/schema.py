@@ -73,9 +73,7 @@ def setting(
     if operational:
         extra[OPERATIONAL_KEY] = True
     if default is dict:
-        return Field(
-            default_factory=dict, description=help, json_schema_extra=extra or None, **kw
-        )
+        return Field(default_factory=dict, description=help, json_schema_extra=extra or None, **kw)
     return Field(default, description=help, json_schema_extra=extra or None, **kw)
 
 
