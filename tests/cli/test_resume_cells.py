@@ -43,8 +43,9 @@ def grid(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("resume")
     training = copy.deepcopy(QUICK_OVERRIDES["training"])
     assert training["save_checkpoints"] is False
+    # a fresh cache: the tiny preset is pretrained here, briefly (resume does not depend on it)
     training.update(num_epochs=EPOCHS, record_example_losses=True, save_model=True,
-                    cache_dir=str(root / "cache"))  # fmt: skip
+                    cache_dir=str(root / "cache"), pretrain_steps=100)  # fmt: skip
     data = {
         "name": "resume", "datasets": ["synthetic:64"], "attacks": ["badpre"], "rates": [0.05],
         "models": ["tiny-seq2seq"], "losses": ["ce"], "seeds": [42],
