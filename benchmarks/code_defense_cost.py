@@ -42,7 +42,7 @@ from cost_probe import BUDGET, agreement, bound_forwards, bound_teacher_forced, 
 
 from dece.data import Example, load_dataset
 from dece.defenses import CodePurify, get_defense
-from dece.defenses._support import side_text, with_side_text
+from dece.defenses._support import TwoPass, side_text, with_side_text
 from dece.defenses.codepurify import REVISION
 from dece.defenses.oseql import _remove
 from dece.training.collate import encode_example
@@ -82,19 +82,6 @@ def _modules(victim: Victim) -> tuple[Any, ...]:
     if victim.task == "seq2seq":
         return victim.model.get_encoder(), victim.model.get_decoder()
     return (victim.model,)
-
-
-class TwoPass:
-    """The victim without :meth:`~dece.victim.Victim.predict_with_confidence`: a defense then
-    predicts and scores the input in two passes, as before it (today's path)."""
-
-    def __init__(self, victim: Victim) -> None:
-        self._victim = victim
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "predict_with_confidence":
-            raise AttributeError(name)
-        return getattr(self._victim, name)
 
 
 def _paths(victim: Victim, old: Callable[[Any], Any], new: Callable[[Any], Any]

@@ -18,24 +18,12 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from dece.data import Example
 from dece.defenses import CodePurify, OSeqL
+from dece.defenses._support import TwoPass
 from dece.victim import Victim
 
 pytest.importorskip("tree_sitter_java")
 
 SCORE_RTOL = 1e-4  # relative to the largest |score| of the slow path
-
-
-class TwoPass:
-    """The victim without ``predict_with_confidence``: the purifiers' slow path (predict, then
-    score the input again)."""
-
-    def __init__(self, victim: Victim) -> None:
-        self._victim = victim
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "predict_with_confidence":
-            raise AttributeError(name)
-        return getattr(self._victim, name)
 
 
 def _rows() -> list[Example]:

@@ -25,6 +25,7 @@ __all__ = [
     "DiskCache",
     "calibrate_threshold",
     "default_cache_dir",
+    "TwoPass",
     "predict_with_confidence",
     "side_text",
     "stable_key",
@@ -74,6 +75,20 @@ def predict_with_confidence(victim: Any, rows: list[Example]) -> tuple[list[str]
         return list(predictions), np.asarray(conf, dtype=float)
     predictions = list(victim.predict(rows))
     return predictions, np.asarray(victim.confidence(rows, predictions), dtype=float)
+
+
+class TwoPass:
+    """``victim`` seen without ``predict_with_confidence``: :func:`predict_with_confidence`
+    then takes its fallback (``predict``, then ``confidence``: each input run twice), the slow
+    path the batching tests and ``benchmarks/code_defense_cost.py`` compare against."""
+
+    def __init__(self, victim: Any) -> None:
+        self._victim = victim
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "predict_with_confidence":
+            raise AttributeError(name)
+        return getattr(self._victim, name)
 
 
 def calibrate_threshold(clean_values: Sequence[float], fraction: float, *, below: bool) -> float:
