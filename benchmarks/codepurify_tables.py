@@ -253,7 +253,9 @@ def render(runs_root: Path, old: str = "", archive_root: Path = ARCHIVE) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--runs", type=Path, default=REPO / "runs", help="the parent of runs/<grid>")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "codepurify_tables.md")
+    p.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "codepurify_tables.md"
+    )
     args = p.parse_args(argv)
     old = args.out.read_text() if args.out.is_file() else ""
     args.out.write_text(render(args.runs, old))

@@ -22,7 +22,9 @@ PAPER = Path(__file__).resolve().parents[3] / "shared" / "papers" / "codepurify_
 def script():
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location("codepurify_tables", BENCH / "codepurify_tables.py")
+        spec = importlib.util.spec_from_file_location(
+            "codepurify_tables", BENCH / "codepurify_tables.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # its dataclasses look their module up
         spec.loader.exec_module(module)
@@ -82,8 +84,9 @@ def test_cells_land_under_their_trigger_and_rate_with_the_mean_of_the_measured(s
 
 
 def test_with_no_cells_every_table_is_pending_and_every_cell_listed(script, tmp_path):
-    text = script.render(tmp_path / "no_runs", "old\n<!-- analysis -->\nkept analysis\n",
-                         tmp_path / "no_archive")
+    text = script.render(
+        tmp_path / "no_runs", "old\n<!-- analysis -->\nkept analysis\n", tmp_path / "no_archive"
+    )
     assert text.endswith("<!-- analysis -->\nkept analysis\n")
     # 4 grids x 21 cells, each with the command that runs it alone
     assert text.count("--shard ") == 4 * 21
