@@ -162,7 +162,7 @@ def test_grid_naming_a_missing_dataset_path_refuses_before_any_work(tmp_path, ca
 
 
 def test_existing_dataset_paths_and_names_pass_the_check(tmp_path):
-    from dece.experiments.runner import _dataset_problem
+    from dece.experiments.cell_runner import _dataset_problem
 
     (tmp_path / "train.csv").write_text("src,tgt\na,b\n")
     for spec in ("synthetic:64", "synthetic", "hf:some/dataset", str(tmp_path), str(Path.cwd())):

@@ -14,7 +14,7 @@ from locks:
   dependencies, waits for the parents' jobs before it submits the dependents;
 - a job killed at its time limit (or preempted) is requeued by submitit
   (:class:`CellJob` is ``Checkpointable``) and resumes its cell: a resumable cell runner
-  (:func:`dece.experiments.runner.train_cell`) continues from its newest per-epoch checkpoint,
+  (:func:`dece.experiments.cell_runner.train_cell`) continues from its newest per-epoch checkpoint,
   any other restarts the cell.
 
 No ``flock`` is taken: it is unreliable across nodes on NFS / Lustre. One job per cell and the
@@ -42,17 +42,16 @@ from typing import Any
 
 import yaml
 
-from dece.experiments.config import GridConfig
-from dece.experiments.grid import Cell, expand_grid
-from dece.experiments.runner import (
+from dece.experiments.cell_runner import (
     RUNNER_ENV,
-    _execute,
-    _make_plan,
-    _resumes,
     check_cells,
     resolve_runner,
+    resumes,
     train_cell,
 )
+from dece.experiments.config import GridConfig
+from dece.experiments.grid import Cell, expand_grid
+from dece.experiments.runner import execute_cell, make_plan
 from dece.experiments.store import (
     GRID_FILE,
     RESULT_FILE,
@@ -134,7 +133,7 @@ def run_one_cell(
     config = GridConfig.from_dict(config_data, source=source)
     runner = resolve_runner(runner_spec)
     out = Path(output_dir)
-    plan = _make_plan(expand_grid(config), out, runner, fail_fast=False)
+    plan = make_plan(expand_grid(config), out, runner, fail_fast=False)
     cell = plan.by_hash.get(cell_hash)
     if cell is None:
         raise ValueError(f"cell {cell_hash} is not a cell of grid {config.name!r}")
@@ -142,13 +141,13 @@ def run_one_cell(
     state = cell_state(cell_dir)
     if state != "done":
         _check_parent(cell, out)
-        if state == "partial" and _resumes(runner):
+        if state == "partial" and resumes(runner):
             logger.warning("cell %s: unfinished run found; resuming it", cell_hash)
             (cell_dir / RESULT_FILE).unlink(missing_ok=True)
         elif state == "partial":
             logger.warning("cell %s: unfinished run found; restarting it", cell_hash)
             shutil.rmtree(cell_dir)
-        outcome = _execute(cell, plan, cell_dir, restarted=state == "partial")
+        outcome = execute_cell(cell, plan, cell_dir, restarted=state == "partial")
         if outcome.status == "failed":
             raise RuntimeError(f"cell {cell_hash} failed: {outcome.error}")
     return json.loads((cell_dir / RESULT_FILE).read_text(encoding="utf-8"))["final"]

@@ -51,7 +51,7 @@ HASH_LENGTH = 12
 #: :data:`dece.training.config.OPERATIONAL_KEYS`): they change where results are reported or how
 #: a run survives a kill, never the results. ``report_to`` / ``run_name``: the experiment
 #: trackers; ``resume`` / ``save_checkpoints`` / ``save_total_limit``: set for every trained cell
-#: by the runner (:data:`dece.experiments.runner.RESUME_SETTINGS`, whose keys are a subset of
+#: by the runner (:data:`dece.experiments.cell_runner.RESUME_SETTINGS`, whose keys are a subset of
 #: these), whatever the grid's ``training`` says. The executor and its ``--wait`` are ``dece run``
 #: flags, not ``TrainConfig`` fields, so no ``training`` block can hold them (the grid config
 #: rejects unknown keys); the grid's own ``runner`` / ``output_dir`` and a cell config's

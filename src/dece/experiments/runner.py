@@ -37,13 +37,12 @@ tests inject a fake one.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +50,18 @@ from typing import Any
 import yaml
 
 from dece import progress
-from dece.experiments.axes import UNDEFENDED, LossSpec
-from dece.experiments.config import ConfigError, GridConfig
+from dece.experiments.cell_runner import (  # re-exported: the names' former home
+    RESUME_SETTINGS,
+    RUNNER_ENV,
+    CellRunner,
+    build_train_config,
+    check_cells,
+    resolve_runner,
+    resumable,
+    resumes,
+    train_cell,
+)
+from dece.experiments.config import GridConfig
 from dece.experiments.grid import Cell, expand_grid, shard_cells
 from dece.experiments.store import (  # re-exported: the names' former home
     CELL_FILE,
@@ -72,7 +81,9 @@ from dece.rundir import RunDir
 
 __all__ = [
     "CELL_FILE",
+    "CellOutcome",
     "CellRunner",
+    "GridPlan",
     "GridRunSummary",
     "LOCK_DIR",
     "RESULT_FILE",
@@ -83,6 +94,8 @@ __all__ = [
     "cell_state",
     "check_cells",
     "ensure_parents",
+    "execute_cell",
+    "make_plan",
     "resolve_runner",
     "resumable",
     "run_grid",
@@ -90,156 +103,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CellRunner = Callable[[dict[str, Any], Path], Mapping[str, Any]]
-RUNNER_ENV = "DECE_CELL_RUNNER"
-_PARENT_POLL_S = 1.0
-
-#: ``TrainConfig`` settings of every trained cell, over the grid's ``training`` block: operational
-#: (they change no result; declared in :data:`dece.experiments.grid.OPERATIONAL_TRAINING_KEYS`,
-#: which also says which of them a cell hash leaves out). A checkpoint per epoch, only the newest
-#: kept (a SmolLM2 checkpoint is ~1.6 GB), and resume from it after a kill.
-RESUME_SETTINGS: dict[str, Any] = {"save_checkpoints": True, "save_total_limit": 1, "resume": True}
-
-
-def resumable(run_cell: CellRunner) -> CellRunner:
-    """Marks ``run_cell`` as a cell runner that resumes an interrupted run from what it left in
-    ``cell_dir``: the grid runner then hands it the partial directory instead of deleting it."""
-    run_cell.resumes = True  # type: ignore[attr-defined]
-    return run_cell
-
-
-def _resumes(runner: CellRunner) -> bool:
-    return bool(getattr(runner, "resumes", False))
-
-
-# --------------------------------------------------------------------------- cell runners
-def resolve_runner(spec: str | CellRunner | None = None) -> CellRunner:
-    """The cell runner to use: ``spec`` ("module:function" or a callable), else the
-    ``DECE_CELL_RUNNER`` environment variable, else :func:`train_cell`."""
-    if spec is None:
-        spec = os.environ.get(RUNNER_ENV) or None
-    if spec is None:
-        return train_cell
-    if callable(spec):
-        return spec
-    module_name, sep, attr = str(spec).partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"cell runner must be 'module:function', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cell runner {spec!r}: cannot import {module_name!r}: {exc}") from None
-    fn = getattr(module, attr, None)
-    if fn is None:
-        raise ValueError(f"cell runner {spec!r}: {module_name} has no {attr!r}")
-    if not callable(fn):
-        raise ValueError(f"cell runner {spec!r} is not callable")
-    return fn
-
-
-def build_train_config(cell_config: Mapping[str, Any], cell_dir: str | Path) -> Any:
-    """A ``dece.training.TrainConfig`` for one cell, validated by its schema.
-
-    The cell's attack identity is an ``AttackConfig`` (a ``PoisonConfig`` less its ``rate`` and
-    ``seed``), its defense identity a ``DefenseConfig`` and its loss identity ``TrainConfig``'s
-    ``loss`` / ``loss_args`` (:data:`dece.experiments.axes.LOSS_SETTINGS`): each is validated as
-    the grid's spec of that schema type, not copied field by field.
-    Rate 0 is the clean baseline: ``poison=None`` and the attack goes to ``eval_poison`` so the
-    test ASR is still measured with the same trigger and payload. A training-time defense goes
-    to ``defense`` (with ``defense_victim``: the parent cell's directory, when it has one).
-    :data:`RESUME_SETTINGS` override the grid's ``training`` block.
-    """
-    from dece.training.config import DefenseConfig, PoisonConfig, TrainConfig
-
-    rate, seed = float(cell_config["rate"]), int(cell_config["seed"])
-    poison = PoisonConfig.validate_mapping({**cell_config["attack"], "rate": rate, "seed": seed})
-    loss = LossSpec.model_validate(cell_config["loss"])
-    data: dict[str, Any] = dict(cell_config.get("training") or {})
-    data.update(
-        output_dir=str(cell_dir), data=cell_config["dataset"], model=cell_config["model"],
-        **loss.train_settings(), seed=seed, poison=poison if rate > 0 else None,
-        eval_poison=None if rate > 0 else poison, **RESUME_SETTINGS,
-    )  # fmt: skip
-    if cell_config.get("record_example_losses"):
-        data["record_example_losses"] = True  # a dynamics cell reads this parent's recording
-    defense = cell_config.get("defense")
-    if defense and defense.get("name", UNDEFENDED) != UNDEFENDED:
-        data["defense"] = DefenseConfig.validate_mapping(defense)
-        if cell_config.get("parent"):
-            data["defense_victim"] = str(Path(cell_dir).parent / cell_config["parent"])
-    return TrainConfig.from_dict(data)
-
-
-@resumable
-def train_cell(
-    cell_config: dict[str, Any], cell_dir: Path, *, callbacks: Sequence[Any] = ()
-) -> dict[str, Any]:
-    """Default cell runner: train (a training-time defense filters first), or, for a test-time
-    defense, evaluate the parent cell's model through the purifier without retraining.
-
-    Training resumes from the newest complete checkpoint an interrupted run left in ``cell_dir``
-    (:data:`RESUME_SETTINGS`); the checkpoints are deleted once the cell's metrics are in.
-    ``callbacks``: extra ``TrainerCallback`` objects for the training.
-    """
-    from dece.defenses import Purifier, get_defense
-    from dece.pipeline import evaluate_run, train
-    from dece.pipeline.fit import delete_checkpoints
-
-    config = build_train_config(cell_config, cell_dir)
-    defense = get_defense(config.defense.name, **config.defense.args) if config.defense else None
-    if isinstance(defense, Purifier):
-        parent = Path(cell_dir).parent / cell_config["parent"]
-        config.to_yaml(RunDir(cell_dir).config)
-        return evaluate_run(parent, cell_dir, purifier=defense)
-    result = train(
-        config, callbacks=callbacks, save_model=True if cell_config.get("keep_model") else None
-    )
-    delete_checkpoints(cell_dir)
-    return dict(result.final)
-
-
-def check_cells(config: GridConfig, cells: list[Cell] | None = None) -> None:
-    """Validate what only the training stack can check, before any cell runs: each loss's and
-    each defense's hyperparameters, and one cell's full ``TrainConfig``. Raises
-    :class:`ConfigError` naming the file and the key."""
-    from dece.defenses import get_defense
-    from dece.losses import get_loss
-
-    cells = expand_grid(config) if cells is None else cells
-    for i, spec in enumerate(config.datasets):
-        problem = _dataset_problem(str(spec))
-        if problem:
-            raise ConfigError(config.source, f"datasets[{i}]", problem)
-    for i, spec in enumerate(config.losses):
-        try:
-            get_loss(spec.name, **spec.args)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(config.source, f"losses[{i}].args", f"({spec.label}) {exc}") from None
-    for i, spec in enumerate(config.defenses):
-        if not spec.undefended:
-            try:
-                get_defense(spec.name, **spec.args)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(config.source, f"defenses[{i}].args", str(exc)) from None
-    if cells:
-        try:
-            build_train_config(cells[0].to_config(), "<check>")
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(config.source, "training", str(exc)) from None
-
-
-def _dataset_problem(spec: str) -> str | None:
-    """Why :func:`dece.data.load_dataset` cannot resolve ``spec`` (None: it can, or it is a
-    Hugging Face id, which only the download can check)."""
-    from dece.data import DATASETS
-
-    if spec.startswith("hf:") or spec.partition(":")[0] in DATASETS or Path(spec).exists():
-        return None
-    return (
-        f"{spec!r} is neither an existing file or directory (from {Path.cwd()}) nor a registered "
-        f"dataset ({', '.join(DATASETS.names())}) nor hf:<id>"
-    )
 
 
 # --------------------------------------------------------------------------- the grid
@@ -271,7 +134,7 @@ class GridRunSummary:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class CellOutcome:
     status: str  # "completed" | "skipped" | "busy" | "failed"
     restarted: bool = False
     error: str | None = None
@@ -279,7 +142,7 @@ class _Outcome:
 
 
 @dataclass
-class _Plan:
+class GridPlan:
     """What every cell run needs to know about the rest of the grid."""
 
     out: Path
@@ -325,7 +188,7 @@ def run_grid(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / GRID_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    plan = _make_plan(all_cells, out, runner, fail_fast)
+    plan = make_plan(all_cells, out, runner, fail_fast)
     cells = shard_cells(all_cells, *shard)
     summary = GridRunSummary(output_dir=out, cells=[c.hash for c in cells])
     bar = progress_bar(f"grid {config.name} [{shard[0]}/{shard[1]}]", len(cells), "cell",
@@ -361,7 +224,7 @@ def _cell_tag(cell: Cell) -> str:
     return f"{labels['loss']}{defense} {labels['attack']} rate={labels['rate']}"
 
 
-def _make_plan(cells: list[Cell], out: Path, runner: CellRunner, fail_fast: bool) -> _Plan:
+def make_plan(cells: list[Cell], out: Path, runner: CellRunner, fail_fast: bool) -> GridPlan:
     by_hash = {c.hash: c for c in cells}
     keep, record = set(), set()
     for cell in cells:
@@ -371,7 +234,7 @@ def _make_plan(cells: list[Cell], out: Path, runner: CellRunner, fail_fast: bool
             keep.add(parent.hash)
             if _needs_example_losses(cell):
                 record.add(parent.hash)
-    return _Plan(out, runner, by_hash, frozenset(keep), fail_fast, frozenset(record))
+    return GridPlan(out, runner, by_hash, frozenset(keep), fail_fast, frozenset(record))
 
 
 def _needs_example_losses(cell: Cell) -> bool:
@@ -382,7 +245,7 @@ def _needs_example_losses(cell: Cell) -> bool:
     return bool(getattr(DEFENSES.get(cell.defense.name), "needs_example_losses", False))
 
 
-def _record(summary: GridRunSummary, h: str, outcome: _Outcome) -> None:
+def _record(summary: GridRunSummary, h: str, outcome: CellOutcome) -> None:
     if outcome.restarted:
         summary.restarted.append(h)
     if outcome.status == "failed":
@@ -393,7 +256,7 @@ def _record(summary: GridRunSummary, h: str, outcome: _Outcome) -> None:
         getattr(summary, outcome.status).append(h)
 
 
-def _wait_for_busy(plan: _Plan, summary: GridRunSummary) -> None:
+def _wait_for_busy(plan: GridPlan, summary: GridRunSummary) -> None:
     """Waits for each busy cell's holder to release it, then runs it here unless it finished."""
     for h, holder in list(summary.busy.items()):
         logger.warning("cell %s is being run by %s; waiting for it (--wait)", h, holder.describe())
@@ -401,33 +264,33 @@ def _wait_for_busy(plan: _Plan, summary: GridRunSummary) -> None:
         _record(summary, h, _run_cell(plan.by_hash[h], plan, wait=True))
 
 
-def _run_cell(cell: Cell, plan: _Plan, *, wait: bool = False) -> _Outcome:
+def _run_cell(cell: Cell, plan: GridPlan, *, wait: bool = False) -> CellOutcome:
     """Run one cell unless it is complete or another process holds it (``wait``: block on the
     lock instead, as for a parent); cleans a partial directory first."""
     h = cell.hash
     with cell_lock(plan.out, h, wait=wait) as holder:
         if holder is not None:
             if cell_state(plan.out / h) == "done":  # result.json is atomic: safe to read
-                return _Outcome("skipped")
+                return CellOutcome("skipped")
             logger.info("cell %s is being run by %s; leaving it to that one", h, holder.describe())
-            return _Outcome("busy", holder=holder)
+            return CellOutcome("busy", holder=holder)
         cell_dir = plan.out / h
         state = cell_state(cell_dir)
         if state == "done":
-            return _Outcome("skipped")
+            return CellOutcome("skipped")
         parent_error = _ensure_parent(cell, plan)
         if parent_error is not None:
-            return _Outcome("failed", False, parent_error)
-        if state == "partial" and _resumes(plan.runner):
+            return CellOutcome("failed", False, parent_error)
+        if state == "partial" and resumes(plan.runner):
             logger.warning("cell %s: unfinished run found; resuming it", h)
             (cell_dir / RESULT_FILE).unlink(missing_ok=True)  # stale: never beside a new history
         elif state == "partial":
             logger.warning("cell %s: unfinished run found; restarting it", h)
             shutil.rmtree(cell_dir)
-        return _execute(cell, plan, cell_dir, restarted=state == "partial")
+        return execute_cell(cell, plan, cell_dir, restarted=state == "partial")
 
 
-def _ensure_parent(cell: Cell, plan: _Plan) -> str | None:
+def _ensure_parent(cell: Cell, plan: GridPlan) -> str | None:
     """Run (or wait for) the parent of ``cell``; an error message when it is unavailable."""
     parent = cell.parent()
     if parent is None:
@@ -456,7 +319,7 @@ def ensure_parents(
     themselves. Returns ``{cell hash: error}`` for the cells whose parent is unavailable."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plan = _make_plan(expand_grid(config), out, train_cell, False)
+    plan = make_plan(expand_grid(config), out, train_cell, False)
     errors = {}
     with progress_sink(progress, position=1):
         for cell in cells:
@@ -466,7 +329,7 @@ def ensure_parents(
     return errors
 
 
-def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Outcome:
+def execute_cell(cell: Cell, plan: GridPlan, cell_dir: Path, *, restarted: bool) -> CellOutcome:
     cell_dir.mkdir(parents=True, exist_ok=True)  # exists: a partial run a resumable runner resumes
     cell_config = cell.to_config()
     if cell.hash in plan.keep_model:
@@ -483,13 +346,13 @@ def _execute(cell: Cell, plan: _Plan, cell_dir: Path, *, restarted: bool) -> _Ou
         if plan.fail_fast:
             raise
         logger.exception("cell %s failed; it stays unfinished and reruns next time", cell.hash)
-        return _Outcome("failed", restarted, f"{type(exc).__name__}: {exc}")
+        return CellOutcome("failed", restarted, f"{type(exc).__name__}: {exc}")
     write_result(cell_dir, cell.hash, cell_config, final, started)
-    return _Outcome("completed", restarted)
+    return CellOutcome("completed", restarted)
 
 
 # --------------------------------------------------------------------------- parallel cells
-def _run_in_worker(cell: Cell, plan: _Plan) -> _Outcome:
+def _run_in_worker(cell: Cell, plan: GridPlan) -> CellOutcome:
     with progress.task(_cell_tag(cell), total=None, unit="cell"):
         return _run_cell(cell, plan)
 
@@ -515,7 +378,13 @@ def _warm_model_cache(cells: list[Cell], out: Path) -> None:
 
 
 def _run_parallel(
-    cells: list[Cell], plan: _Plan, summary: GridRunSummary, bar: Any, *, workers: int, show: bool
+    cells: list[Cell],
+    plan: GridPlan,
+    summary: GridRunSummary,
+    bar: Any,
+    *,
+    workers: int,
+    show: bool,
 ) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -525,9 +394,9 @@ def _run_parallel(
     pending = []
     for cell in cells:  # complete and busy cells are settled here: no worker starts for them
         if cell_state(plan.out / cell.hash) == "done":
-            outcome = _Outcome("skipped")
+            outcome = CellOutcome("skipped")
         elif (holder := lock_holder(plan.out, cell.hash)) is not None:
-            outcome = _Outcome("busy", holder=holder)
+            outcome = CellOutcome("busy", holder=holder)
         else:
             pending.append(cell)
             continue
