@@ -12,12 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from test_train_support import (  # noqa: E402
     save_tiny_seq2seq,
     synthetic_texts,
-    tiny_bart,
-    tiny_llama,
     tiny_tokenizer,
 )
-
-__all__ = ["save_tiny_seq2seq", "synthetic_texts", "tiny_bart", "tiny_llama", "tiny_tokenizer"]
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_train_support import tiny_tokenizer
 from transformers import BertConfig, BertForSequenceClassification
 
-from conftest import tiny_tokenizer
 from dece.attacks import PoisonManifest
 from dece.data import Example, save_examples
 from dece.pipeline import train

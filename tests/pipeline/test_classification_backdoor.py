@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_train_support import tiny_tokenizer
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from conftest import tiny_tokenizer
 from dece.data import Example
 from dece.losses import LOSSES
 from dece.pipeline import DataBundle, evaluate, fit

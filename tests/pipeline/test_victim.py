@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_train_support import tiny_bart, tiny_llama
 from transformers import BertConfig, BertForSequenceClassification
 
-from conftest import tiny_bart, tiny_llama
 from dece.data import Example
 from dece.training.generation import generate
 from dece.victim import Victim

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_train_support import tiny_bart, tiny_llama
 
-from conftest import tiny_bart, tiny_llama
 from dece.data import Example
 from dece.training.generation import length_batches
 from dece.victim import Victim
