@@ -1,5 +1,6 @@
 """The DeCE paper's decoder rows of Tables 4-6 (Lyra) on a real pretrained victim, SmolLM2-135M
-(issue 22), from the cells of ``configs/lyra_smollm2_pilot.yaml`` and ``configs/lyra_smollm2.yaml``.
+(issue 22), from the cells of ``configs/lyra_smollm2_pilot.yaml``, ``configs/lyra_smollm2.yaml`` (LoRA) and
+``configs/lyra_smollm2_full.yaml`` (full fine-tuning).
 
 It trains nothing. For each grid it reads the run directory (finished cells: ``result.json``;
 unfinished ones: the epochs in ``metrics.jsonl`` so far) and writes
@@ -25,6 +26,7 @@ RESULTS = REPO / "benchmarks" / "results"
 GRIDS = {  # grid name -> (config, run directory)
     "lyra_smollm2_pilot": ("configs/lyra_smollm2_pilot.yaml", "runs/lyra_smollm2_pilot"),
     "lyra_smollm2": ("configs/lyra_smollm2.yaml", "runs/lyra_smollm2"),
+    "lyra_smollm2_full": ("configs/lyra_smollm2_full.yaml", "runs/lyra_smollm2_full"),
 }
 MARK = "<!-- analysis -->"
 # ../shared/papers/dece_paper_tables.md, Tables 4-6, CodeGen-350M, Lyra (BLEU, CodeBLEU, ASR):

@@ -17,7 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 @pytest.mark.parametrize(
     ("name", "n_cells"),
     [("demo.yaml", 2), ("lyra_table5.yaml", 3 * 5), ("dece_sensitivity.yaml", 1 + 4 * 4),
-     ("lyra_smollm2.yaml", 3 * 2), ("lyra_smollm2_pilot.yaml", 2),
+     ("lyra_smollm2.yaml", 3 * 2), ("lyra_smollm2_pilot.yaml", 2), ("lyra_smollm2_full.yaml", 3 * 2),
      ("codepurify_defect5.yaml", 3 * 7), ("codepurify_repair5.yaml", 3 * 7),
      ("codepurify_defect1.yaml", 3 * 7), ("codepurify_repair1.yaml", 3 * 7)],
 )  # fmt: skip
