@@ -195,7 +195,8 @@ def test_max_delta_detects_where_the_length_bound_hides_the_trigger():
     rows = [Example("c0", CLEAN_JAVA[0], ""), Example("p", POISONED, ""),
             Example("c1", CLEAN_JAVA[2], "")]  # fmt: skip
     result = CodePurify(infiller=FixedInfiller(), threshold=0.1, statistic="max_delta").purify(
-        rows, victim)
+        rows, victim
+    )
     assert result.detected.tolist() == [False, True, False]
     assert result.scores[1] == pytest.approx(0.8) and result.scores[[0, 2]].max() < 1e-3
     assert result.info["statistic"] == "max_delta" and result.info["revision"] == REVISION
@@ -253,7 +254,8 @@ def test_reports_label_archived_cells_and_refuse_mixed_revisions():
     old_report = md_unpadded(purifier_report([old]))
     # the archived cell is labelled revision 1 (threshold: recorded by no cell, so no column)
     assert old_report.split("## Purifier settings")[1].strip().splitlines()[-1] == (
-        "| CE w. CodePurify 1 | DeadCode | sum | delta | 1 |")
+        "| CE w. CodePurify 1 | DeadCode | sum | delta | 1 |"
+    )
     text = md_unpadded(purifier_report([new]))
     assert "AUROC max_delta" in text and "| 0.49 |" in text and "99.00" in text
     assert "conf trig. median in [0, 1]" in text and "0-100" not in text  # not BLEU's scale

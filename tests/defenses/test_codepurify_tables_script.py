@@ -5,33 +5,20 @@ measured cells, and a whole file renders from an empty runs directory with every
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from _bench_script import load_script
 from _purifier_rows import purifier_row
 
 from dece.experiments.markdown import md_table_cells
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 PAPER = Path(__file__).resolve().parents[3] / "shared" / "papers" / "codepurify_paper_tables.md"
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "codepurify_tables", BENCH / "codepurify_tables.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop("codepurify_tables", None)
-        sys.path.remove(str(BENCH))
+    return load_script("codepurify_tables")
 
 
 def _paper_rows(table: str) -> dict[tuple[str, str], list[str]]:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from dece.metrics.detection import overlaps_span
+
 __all__ = [
     "MIN_ELEMENTS",
     "NORMALISATIONS",
@@ -38,6 +40,7 @@ __all__ = [
     "softmax_entropy_floor",
     "suspicion_entropy",
     "suspicion_statistic",
+    "trigger_rank",
     "trigger_share",
 ]
 
@@ -168,9 +171,35 @@ def trigger_share(
     total = float(s.sum())
     if total <= 0:
         return None
-    hit = [any(side == t["side"] and a < int(t["end"]) and int(t["start"]) < b
-               for side, a, b in spans for t in truth) for spans in element_spans]  # fmt: skip
-    return float(s[np.asarray(hit, dtype=bool)].sum() / total) if hit else None
+    hit = _trigger_elements(element_spans, truth)
+    return float(s[hit].sum() / total) if hit.size else None
+
+
+def _trigger_elements(
+    element_spans: Sequence[Sequence[Sequence[Any]]], truth: Sequence[Mapping[str, Any]]
+) -> np.ndarray:
+    """``[N]`` bool: which elements (each a list of ``(side, start, end)``) overlap a trigger."""
+    return np.asarray(
+        [any(overlaps_span(side, int(a), int(b), truth) for side, a, b in spans)
+         for spans in element_spans], dtype=bool,
+    )  # fmt: skip
+
+
+def trigger_rank(
+    scores: Sequence[float], element_spans: Sequence[Sequence[Sequence[Any]]],
+    truth: Sequence[Mapping[str, Any]],
+) -> tuple[int, int] | None:  # fmt: skip
+    """Where the trigger stands in one input's suspicion ranking: ``(rank, ties)`` of its
+    highest-scored element (``rank`` 1 = first: 1 + the number of non-trigger elements scored
+    strictly higher; ``ties``: non-trigger elements with exactly its score, which a top-1 choice
+    may pick instead). None when no element overlaps a trigger span (trigger not scored)."""
+    s = np.asarray(scores, dtype=float)
+    hit = _trigger_elements(element_spans, truth)
+    if not hit.any():
+        return None
+    best = float(s[hit].max())
+    others = s[~hit]
+    return 1 + int((others > best).sum()), int((others == best).sum())
 
 
 def _confidence_summary(values: Sequence[float], prefix: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["detection_rates", "detection_scores", "localisation_accuracy"]
+__all__ = ["detection_rates", "detection_scores", "localisation_accuracy", "overlaps_span"]
 
 
 def detection_scores(
@@ -73,14 +73,16 @@ def localisation_accuracy(
         return None
     hits = 0
     for pid, truth in spans.items():
-        edits = [_as_span(c) for c in changes.get(pid, ())]
-        if any(
-            s == t["side"] and a < int(t["end"]) and int(t["start"]) < b
-            for s, a, b in edits
-            for t in truth
-        ):
+        if any(overlaps_span(*_as_span(c), truth) for c in changes.get(pid, ())):
             hits += 1
     return hits / len(spans)
+
+
+def overlaps_span(side: str, start: int, end: int, truth: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the character span ``[start, end)`` of text ``side`` overlaps one of the
+    manifest's trigger spans ``truth`` (``{"side", "start", "end"}`` dicts) on the same side:
+    the one matcher of an element, edit or change against a trigger."""
+    return any(side == t["side"] and start < int(t["end"]) and int(t["start"]) < end for t in truth)
 
 
 def _as_span(change: Any) -> tuple[str, int, int]:
