@@ -8,6 +8,7 @@ import pytest
 from _bench_script import load_script
 
 from dece.defenses.codepurify_stats import trigger_rank
+from dece.experiments.markdown import md_table_cells
 
 SRC = "int f ( int a ) { int VAR = 0 ; return a + a ; }"
 TRIGGER = {"side": "source", "start": SRC.index("int VAR"), "end": SRC.index(" return")}
@@ -53,5 +54,6 @@ def test_planted_ranks_and_what_outranks_the_trigger(script):
     assert dict(summary["top_kinds"]) == {"identifier": 1}
     assert dict(summary["top_texts"]) == {"a": 1}
     assert summary["median_gap"] == pytest.approx(0.3)
-    text = script.render("cell", summary)
-    assert "| 2              |        1 |  25.0 |" in text and "`a`" in text
+    cells = md_table_cells(script.render("cell", summary))
+    assert ["2", "1", "25.0"] in cells and ["not scored", "1", "25.0"] in cells
+    assert ["`a`", "1"] in cells
