@@ -35,6 +35,9 @@ def main(out: str) -> None:
         opt.step()
     if rank == 0:
         torch.save(model.state_dict(), out)
+    # Both ranks leave together: in two full-suite runs here the launcher hung after rank 0 had
+    # saved OUT (the file was there), i.e. at the process group's teardown with one rank gone.
+    dist.barrier()
     dist.destroy_process_group()
 
 
