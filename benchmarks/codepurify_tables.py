@@ -152,6 +152,10 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _scaled(value: float | None, scale: float) -> str:
+    return _fmt(None if value is None else scale * value)
+
+
 def _label(row: ResultRow) -> str:
     return row.label("defense") or UNDEFENDED_ROW
 
@@ -198,11 +202,11 @@ def victims_table(task: Task, rows: Sequence[ResultRow]) -> list[list[str]]:
         share = conf.get("premise_conf_triggered_share_098")
         out.append([task.name, plain.attack, f"{plain.rate:.0%}",
                     str(plain.final.get("n_poisoned_train", "-")), _fmt(plain.metric("epochs")),
-                    _fmt(100 * (plain.metric("asr") or 0.0)),
-                    _fmt(task.scale * (plain.metric(task.metric) or 0.0)),
+                    _scaled(plain.metric("asr"), 100.0),
+                    _scaled(plain.metric(task.metric), task.scale),
                     _fmt(conf.get("premise_conf_triggered_median")),
-                    "-" if share is None else _fmt(100 * share),
-                    _fmt((plain.metric("train_time_s") or 0.0) / 3600)])  # fmt: skip
+                    _scaled(share, 100.0),
+                    _scaled(plain.metric("train_time_s"), 1 / 3600)])  # fmt: skip
     return out
 
 
